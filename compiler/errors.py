@@ -1,0 +1,40 @@
+"""The errors graphjit raises. Every message names the user's source line and says what to do."""
+from __future__ import annotations
+
+
+class GraphjitError(Exception):
+    """Base class of every error graphjit raises on purpose."""
+
+    def __init__(self, message: str, source: str | None = None):
+        self.source = source
+        if source:
+            message = f"{source}: {message}"
+        super().__init__(message)
+
+
+class TracerBoolError(GraphjitError, TypeError):
+    """A traced value was used where Python needs a concrete value (if, while, bool(), int())."""
+
+
+class UnsupportedError(GraphjitError, NotImplementedError):
+    """A NumPy function, ufunc method or argument form graphjit cannot trace."""
+
+
+class ShapeError(GraphjitError, ValueError):
+    """Shapes that do not broadcast, or a matmul whose inner dimensions differ."""
+
+
+class DTypeError(GraphjitError, TypeError):
+    """A dtype graphjit does not compile, or an operation NumPy would reject for this dtype."""
+
+
+class ArgumentError(GraphjitError, TypeError):
+    """An argument of a type graphjit cannot pass to compiled code."""
+
+
+class CompileError(GraphjitError, RuntimeError):
+    """A backend failed to compile a kernel (a graphjit bug: please report it)."""
+
+
+class VerifyError(GraphjitError, AssertionError):
+    """The IR verifier found a node whose shape or dtype disagrees with its op's rules."""

@@ -1,0 +1,169 @@
+"""The Program: what the compiler hands a backend. Backend-neutral; CPU and CUDA lower the same one.
+
+A Program is an ordered list of steps over numbered buffers. Every buffer holds one materialised
+graph node, C-contiguous, with the node's shape and dtype. A step is one of:
+
+- `LoopKernel`: a fused group of elementwise ops, views and reductions, described as a flat list of
+  SSA instructions evaluated over one iteration space (`loop_shape`). Views never appear as
+  instructions: they were folded into the affine `Access` of each load.
+- `MatmulKernel`: a (batched) matrix product C = op(A) @ op(B), operands possibly transposed views;
+  optionally followed by an elementwise epilogue applied to C in place (a LoopKernel whose loop
+  space is C's shape).
+- `HostKernel`: one graph node run with its NumPy reference implementation (ops without a native
+  lowering yet: gathers, scatters, concat...).
+
+Semantics of a LoopKernel, for a backend:
+    for each outer index o (loop dims not in reduce_axes):
+        for each instruction in order, evaluated lazily where needed:
+            LOAD   reads buffers[access.buffer][offset + sum(strides[d] * i[d])]
+            CONST  is attrs["value"], a Python scalar of the instruction's dtype
+            an elementwise Op applies the op table's meaning to its args
+            a reduction Op (SUM, PROD, REDUCE_MAX, REDUCE_MIN, ARGMAX, ARGMIN) folds its FULL-level
+              operand over every index of the reduce axes (with o fixed); its result is OUTER-level.
+              ARGMAX/ARGMIN return the position along their single reduce axis (first on ties,
+              NaN wins like NumPy); REDUCE_MAX/MIN propagate NaN like NumPy.
+        each Store writes its instruction's value at its Access: FULL-level stores once per full
+        index, OUTER-level stores once per outer index (their strides are 0 on reduce axes).
+An instruction's `level` says whether its value varies along the reduce axes (FULL) or not (OUTER).
+A kernel with no reduce axes has only FULL instructions. Float sums should accumulate pairwise or
+in blocks (NumPy's accuracy); integer ops follow NumPy (wrap-around, floor division/modulo with
+Python signs, division by zero gives 0 for integers).
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .ir import Attrs, Graph
+from .ops import Op
+
+
+class Level(enum.Enum):
+    FULL = "full"
+    OUTER = "outer"
+
+
+class Source(enum.Enum):
+    """Instructions that are not ops of the graph."""
+
+    LOAD = "load"
+    CONST = "const"
+
+
+class BufferKind(enum.Enum):
+    PARAM = "param"      # a flat argument leaf of the call (made C-contiguous by the runtime)
+    CONST = "const"      # a constant array baked into the executable
+    TEMP = "temp"        # an intermediate, allocated once per workspace
+    OUTPUT = "output"    # returned to the caller: allocated fresh on every call
+
+
+@dataclass(frozen=True)
+class Buffer:
+    index: int
+    node: int                      # graph node id whose value the buffer holds
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    kind: BufferKind
+    param_index: int | None = None  # for PARAM buffers
+    value: np.ndarray | None = field(default=None, compare=False, repr=False)  # CONST buffers
+
+    @property
+    def nbytes(self) -> int:
+        size = 1
+        for d in self.shape:
+            size *= d
+        return size * self.dtype.itemsize
+
+
+@dataclass(frozen=True)
+class Access:
+    """An affine view of a buffer from the loop indices: element offset + strides (in elements)."""
+
+    buffer: int
+    strides: tuple[int, ...]
+    offset: int = 0
+
+
+@dataclass(frozen=True)
+class Instr:
+    op: Op | Source
+    args: tuple[int, ...]
+    dtype: np.dtype
+    level: Level = Level.FULL
+    attrs: Attrs = field(default_factory=Attrs)   # LOAD: access; CONST: value; CAST: dtype; ...
+    node: int | None = None                        # the graph node it came from (for reports)
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Store:
+    instr: int
+    access: Access
+
+
+@dataclass(frozen=True)
+class LoopKernel:
+    name: str
+    loop_shape: tuple[int, ...]
+    reduce_axes: tuple[int, ...]
+    instrs: tuple[Instr, ...]
+    stores: tuple[Store, ...]
+    nodes: tuple[int, ...] = ()      # graph nodes fused into this kernel
+
+    def buffers(self) -> tuple[int, ...]:
+        """Buffer indices this kernel reads or writes, in a stable order."""
+        seen: dict[int, None] = {}
+        for instr in self.instrs:
+            if instr.op is Source.LOAD:
+                seen.setdefault(instr.attrs["access"].buffer)
+        for store in self.stores:
+            seen.setdefault(store.access.buffer)
+        return tuple(seen)
+
+
+@dataclass(frozen=True)
+class MatmulKernel:
+    name: str
+    a: Access            # strides over (batch..., m, k) of A as read
+    b: Access            # strides over (batch..., k, n)
+    out: int             # output buffer (C-contiguous (batch..., m, n))
+    batch: tuple[int, ...]
+    m: int
+    n: int
+    k: int
+    dtype: np.dtype
+    epilogue: LoopKernel | None = None   # applied after the product, over (batch..., m, n)
+    nodes: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class HostKernel:
+    name: str
+    node: int
+    op: Op
+    attrs: Attrs
+    inputs: tuple[int, ...]   # buffer indices, in operand order
+    out: int
+    nodes: tuple[int, ...] = ()
+
+
+Step = LoopKernel | MatmulKernel | HostKernel
+
+
+@dataclass
+class Program:
+    graph: Graph
+    buffers: list[Buffer]
+    steps: list[Step]
+    outputs: list[int]          # buffer index per graph output (same order as graph.outputs)
+    # for each fusion boundary, why fusion stopped (for fusion_report)
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def buffer_of_param(self, param_index: int) -> Buffer:
+        for buffer in self.buffers:
+            if buffer.kind is BufferKind.PARAM and buffer.param_index == param_index:
+                return buffer
+        raise KeyError(param_index)

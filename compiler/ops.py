@@ -1,0 +1,411 @@
+"""The op table: one entry per primitive, read by the tracer, verifier, printer, folding, fusion,
+the reference interpreter, autodiff and every backend.
+
+Operands of an elementwise op always have the op's loop dtype and the same shape: the tracer inserts
+explicit `cast` and `broadcast` nodes (NEP 50 promotion is resolved once, at trace time, by NumPy's
+own `ufunc.resolve_dtypes`), so no later stage re-derives promotion or broadcasting.
+"""
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+Shape = tuple[int, ...]
+
+
+class Op(enum.Enum):
+    # sources
+    PARAM = "param"
+    CONST = "const"
+    # elementwise unary
+    NEG = "neg"
+    ABS = "abs"
+    EXP = "exp"
+    LOG = "log"
+    LOG1P = "log1p"
+    EXPM1 = "expm1"
+    SQRT = "sqrt"
+    TANH = "tanh"
+    SIN = "sin"
+    COS = "cos"
+    SIGN = "sign"
+    FLOOR = "floor"
+    CEIL = "ceil"
+    LOGICAL_NOT = "logical_not"
+    CAST = "cast"
+    # elementwise binary
+    ADD = "add"
+    SUB = "sub"
+    MUL = "mul"
+    DIV = "div"
+    FLOORDIV = "floordiv"
+    MOD = "mod"
+    POW = "pow"
+    MAXIMUM = "maximum"
+    MINIMUM = "minimum"
+    GT = "gt"
+    GE = "ge"
+    LT = "lt"
+    LE = "le"
+    EQ = "eq"
+    NE = "ne"
+    LOGICAL_AND = "logical_and"
+    LOGICAL_OR = "logical_or"
+    LOGICAL_XOR = "logical_xor"
+    # elementwise ternary
+    WHERE = "where"
+    # shape (views of one operand)
+    BROADCAST = "broadcast"
+    RESHAPE = "reshape"
+    TRANSPOSE = "transpose"
+    SLICE = "slice"
+    CONCAT = "concat"
+    # reductions
+    SUM = "sum"
+    PROD = "prod"
+    REDUCE_MAX = "reduce_max"
+    REDUCE_MIN = "reduce_min"
+    ARGMAX = "argmax"
+    ARGMIN = "argmin"
+    # contraction
+    MATMUL = "matmul"
+    # indexing
+    TAKE = "take"
+    TAKE_ALONG_AXIS = "take_along_axis"
+    GETITEM = "getitem"
+    SETITEM = "setitem"
+    SCATTER_ADD = "scatter_add"
+
+    def __repr__(self) -> str:
+        return f"Op.{self.name}"
+
+
+class OpKind(enum.Enum):
+    SOURCE = "source"
+    ELEMENTWISE = "elementwise"
+    SHAPE = "shape"
+    REDUCTION = "reduction"
+    MATMUL = "matmul"
+    INDEX = "index"
+    RANDOM = "random"
+
+
+class Constant:
+    """A NumPy array held by a `const` node: hashable by content so CSE can merge equal constants."""
+
+    __slots__ = ("value", "_key")
+
+    def __init__(self, value: Any):
+        self.value = np.array(value)
+        self.value.flags.writeable = False
+        self._key = (self.value.dtype.str, self.value.shape, self.value.tobytes())
+
+    def __hash__(self) -> int:
+        return hash(self._key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Constant) and self._key == other._key
+
+    def __repr__(self) -> str:
+        if self.value.size <= 4:
+            return np.array2string(self.value, separator=",").replace("\n", "")
+        return f"<{self.value.dtype}{list(self.value.shape)}>"
+
+
+@dataclass(frozen=True)
+class OpDef:
+    """Everything every stage needs to know about one op."""
+
+    op: Op
+    kind: OpKind
+    arity: int | None  # None: any number of operands
+    shape_rule: Callable[..., Shape]
+    dtype_rule: Callable[..., np.dtype]
+    impl: Callable[..., np.ndarray]  # the NumPy reference: impl(*arrays, **attrs)
+    ufunc: np.ufunc | None = None
+    # reverse-mode derivative: vjp(builder, node_id, cotangent_id) -> cotangent per operand.
+    # Filled in by compiler.autodiff so the rule lives with the op's entry.
+    vjp: Callable | None = field(default=None, compare=False)
+
+    @property
+    def name(self) -> str:
+        return self.op.value
+
+
+# ---------------------------------------------------------------- shape rules
+
+def same_shape(*shapes: Shape, **_: Any) -> Shape:
+    first = shapes[0]
+    for shape in shapes[1:]:
+        if shape != first:
+            raise ValueError(f"elementwise operands must share one shape, got {shapes}")
+    return first
+
+
+def normalize_axes(axes: Any, ndim: int) -> tuple[int, ...]:
+    if axes is None:
+        return tuple(range(ndim))
+    if isinstance(axes, (int, np.integer)):
+        axes = (axes,)
+    out = []
+    for axis in axes:
+        axis = int(axis)
+        if not -ndim <= axis < max(ndim, 1):
+            raise ValueError(f"axis {axis} is out of bounds for an array of dimension {ndim}")
+        out.append(axis % ndim if ndim else 0)
+    if len(set(out)) != len(out):
+        raise ValueError(f"repeated axis in {tuple(axes)}")
+    return tuple(sorted(out))
+
+
+def reduce_shape(shape: Shape, *, axes: tuple[int, ...], keepdims: bool, **_: Any) -> Shape:
+    if keepdims:
+        return tuple(1 if i in axes else d for i, d in enumerate(shape))
+    return tuple(d for i, d in enumerate(shape) if i not in axes)
+
+
+def arg_reduce_shape(shape: Shape, *, axis: int, keepdims: bool) -> Shape:
+    return reduce_shape(shape, axes=(axis,), keepdims=keepdims)
+
+
+def broadcast_rule(shape: Shape, *, shape_to: Shape) -> Shape:
+    np.broadcast_shapes(shape, shape_to)
+    if np.broadcast_shapes(shape, shape_to) != tuple(shape_to):
+        raise ValueError(f"cannot broadcast {shape} to {shape_to}")
+    return tuple(shape_to)
+
+
+def reshape_rule(shape: Shape, *, shape_to: Shape) -> Shape:
+    if math.prod(shape) != math.prod(shape_to):
+        raise ValueError(f"cannot reshape an array of shape {shape} into shape {shape_to}")
+    return tuple(shape_to)
+
+
+def transpose_rule(shape: Shape, *, perm: tuple[int, ...]) -> Shape:
+    if sorted(perm) != list(range(len(shape))):
+        raise ValueError(f"axes {perm} do not permute an array of dimension {len(shape)}")
+    return tuple(shape[p] for p in perm)
+
+
+def slice_rule(shape: Shape, *, slices: tuple[tuple[int | None, int | None, int], ...]) -> Shape:
+    return tuple(len(range(*slice(*s).indices(d))) for s, d in zip(slices, shape, strict=True))
+
+
+def concat_rule(*shapes: Shape, axis: int) -> Shape:
+    first = shapes[0]
+    for shape in shapes[1:]:
+        if len(shape) != len(first) or any(
+            a != b for i, (a, b) in enumerate(zip(shape, first)) if i != axis
+        ):
+            raise ValueError(f"cannot concatenate shapes {shapes} along axis {axis}")
+    return tuple(sum(s[axis] for s in shapes) if i == axis else d for i, d in enumerate(first))
+
+
+def matmul_rule(a: Shape, b: Shape) -> Shape:
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError("the IR's matmul takes operands of rank >= 2")
+    if a[-1] != b[-2]:
+        raise ValueError(f"matmul: inner dimensions differ ({a} @ {b}: {a[-1]} != {b[-2]})")
+    if a[:-2] != b[:-2]:
+        raise ValueError(f"matmul: batch dimensions differ ({a[:-2]} vs {b[:-2]})")
+    return (*a[:-2], a[-2], b[-1])
+
+
+def _key_result_shape(template: tuple, shape: Shape, index_shapes: list[Shape]) -> Shape:
+    dummy = np.lib.stride_tricks.as_strided(np.zeros(1, np.int8), shape, (0,) * len(shape))
+    key = build_index_key(template, [np.zeros(s, np.intp) for s in index_shapes])
+    return dummy[key].shape
+
+
+def getitem_rule(shape: Shape, *index_shapes: Shape, template: tuple) -> Shape:
+    return _key_result_shape(template, shape, list(index_shapes))
+
+
+def setitem_rule(shape: Shape, value: Shape, *index_shapes: Shape, template: tuple) -> Shape:
+    target = _key_result_shape(template, shape, list(index_shapes))
+    np.broadcast_shapes(value, target)
+    return shape
+
+
+def take_rule(shape: Shape, index: Shape, *, axis: int) -> Shape:
+    return (*shape[:axis], *index, *shape[axis + 1:])
+
+
+def take_along_axis_rule(shape: Shape, index: Shape, *, axis: int) -> Shape:
+    if len(shape) != len(index):
+        raise ValueError("take_along_axis: indices and array must have the same rank")
+    return np.broadcast_shapes(
+        tuple(1 if i == axis else d for i, d in enumerate(shape)),
+        tuple(1 if i == axis else d for i, d in enumerate(index)),
+    )[:axis] + (index[axis],) + np.broadcast_shapes(shape, index)[axis + 1:]
+
+
+# ---------------------------------------------------------------- index-key templates
+
+def build_index_key(template: tuple, arrays: list) -> tuple:
+    """Turn a static key template (with ('array',) placeholders) and index arrays into a key."""
+    pending = iter(arrays)
+    key: list[Any] = []
+    for item in template:
+        tag = item[0]
+        if tag == "slice":
+            key.append(slice(*item[1:]))
+        elif tag == "int":
+            key.append(item[1])
+        elif tag == "none":
+            key.append(None)
+        elif tag == "ellipsis":
+            key.append(Ellipsis)
+        elif tag == "array":
+            key.append(next(pending))
+        else:
+            raise ValueError(f"bad index template item {item}")
+    return tuple(key)
+
+
+# ---------------------------------------------------------------- dtype rules
+
+def same_dtype(*dtypes: np.dtype, **_: Any) -> np.dtype:
+    return np.dtype(dtypes[0])
+
+
+def ufunc_dtype(ufunc: np.ufunc) -> Callable[..., np.dtype]:
+    def rule(*dtypes: np.dtype, **_: Any) -> np.dtype:
+        return np.dtype(ufunc.resolve_dtypes(tuple(dtypes) + (None,))[-1])
+
+    return rule
+
+
+def where_dtype(cond: np.dtype, a: np.dtype, b: np.dtype) -> np.dtype:
+    return np.result_type(a, b)
+
+
+def cast_dtype(_: np.dtype, *, dtype: np.dtype) -> np.dtype:
+    return np.dtype(dtype)
+
+
+def index_dtype(*_: np.dtype, **__: Any) -> np.dtype:
+    return np.dtype(np.int64)
+
+
+def first_dtype(first: np.dtype, *_: np.dtype, **__: Any) -> np.dtype:
+    return np.dtype(first)
+
+
+# ---------------------------------------------------------------- NumPy references
+
+def _param_impl(*_: Any, **__: Any) -> np.ndarray:
+    raise RuntimeError("a param node has no value of its own; bind it when interpreting")
+
+
+def _const_impl(*, value: Constant) -> np.ndarray:
+    return value.value
+
+
+def _setitem_impl(target, value, *indices, template):
+    out = np.array(target, copy=True)
+    out[build_index_key(template, list(indices))] = value
+    return out
+
+
+def _scatter_add_impl(target, value, *indices, template):
+    out = np.array(target, copy=True)
+    np.add.at(out, build_index_key(template, list(indices)), value)
+    return out
+
+
+def _ufunc_entry(op: Op, ufunc: np.ufunc) -> OpDef:
+    return OpDef(
+        op, OpKind.ELEMENTWISE, ufunc.nin, same_shape, ufunc_dtype(ufunc),
+        lambda *xs, _u=ufunc: _u(*xs), ufunc=ufunc,
+    )
+
+
+def _reduction_entry(op: Op, reducer: Callable) -> OpDef:
+    return OpDef(
+        op, OpKind.REDUCTION, 1, reduce_shape, same_dtype,
+        lambda x, *, axes, keepdims: np.asarray(reducer(x, axis=axes, keepdims=keepdims)),
+    )
+
+
+UFUNC_OPS: dict[Op, np.ufunc] = {
+    Op.NEG: np.negative, Op.ABS: np.absolute, Op.EXP: np.exp, Op.LOG: np.log,
+    Op.LOG1P: np.log1p, Op.EXPM1: np.expm1, Op.SQRT: np.sqrt, Op.TANH: np.tanh,
+    Op.SIN: np.sin, Op.COS: np.cos, Op.SIGN: np.sign, Op.FLOOR: np.floor, Op.CEIL: np.ceil,
+    Op.LOGICAL_NOT: np.logical_not,
+    Op.ADD: np.add, Op.SUB: np.subtract, Op.MUL: np.multiply, Op.DIV: np.true_divide,
+    Op.FLOORDIV: np.floor_divide, Op.MOD: np.remainder, Op.POW: np.power,
+    Op.MAXIMUM: np.maximum, Op.MINIMUM: np.minimum,
+    Op.GT: np.greater, Op.GE: np.greater_equal, Op.LT: np.less, Op.LE: np.less_equal,
+    Op.EQ: np.equal, Op.NE: np.not_equal,
+    Op.LOGICAL_AND: np.logical_and, Op.LOGICAL_OR: np.logical_or,
+    Op.LOGICAL_XOR: np.logical_xor,
+}
+
+OPS: dict[Op, OpDef] = {op: _ufunc_entry(op, uf) for op, uf in UFUNC_OPS.items()}
+OPS.update({
+    Op.PARAM: OpDef(Op.PARAM, OpKind.SOURCE, 0, lambda **a: a["shape"],
+                    lambda **a: np.dtype(a["dtype"]), _param_impl),
+    Op.CONST: OpDef(Op.CONST, OpKind.SOURCE, 0, lambda *, value: value.value.shape,
+                    lambda *, value: value.value.dtype, _const_impl),
+    Op.CAST: OpDef(Op.CAST, OpKind.ELEMENTWISE, 1, same_shape, cast_dtype,
+                   lambda x, *, dtype: np.asarray(x).astype(dtype)),
+    Op.WHERE: OpDef(Op.WHERE, OpKind.ELEMENTWISE, 3, same_shape, where_dtype, np.where),
+    Op.BROADCAST: OpDef(Op.BROADCAST, OpKind.SHAPE, 1, broadcast_rule, same_dtype,
+                        lambda x, *, shape_to: np.broadcast_to(x, shape_to)),
+    Op.RESHAPE: OpDef(Op.RESHAPE, OpKind.SHAPE, 1, reshape_rule, same_dtype,
+                      lambda x, *, shape_to: np.reshape(x, shape_to)),
+    Op.TRANSPOSE: OpDef(Op.TRANSPOSE, OpKind.SHAPE, 1, transpose_rule, same_dtype,
+                        lambda x, *, perm: np.transpose(x, perm)),
+    Op.SLICE: OpDef(Op.SLICE, OpKind.SHAPE, 1, slice_rule, same_dtype,
+                    lambda x, *, slices: x[tuple(slice(*s) for s in slices)]),
+    Op.CONCAT: OpDef(Op.CONCAT, OpKind.SHAPE, None, concat_rule, same_dtype,
+                     lambda *xs, axis: np.concatenate(xs, axis=axis)),
+    Op.SUM: _reduction_entry(Op.SUM, np.sum),
+    Op.PROD: _reduction_entry(Op.PROD, np.prod),
+    Op.REDUCE_MAX: _reduction_entry(Op.REDUCE_MAX, np.max),
+    Op.REDUCE_MIN: _reduction_entry(Op.REDUCE_MIN, np.min),
+    Op.ARGMAX: OpDef(Op.ARGMAX, OpKind.REDUCTION, 1, arg_reduce_shape, index_dtype,
+                     lambda x, *, axis, keepdims: np.argmax(x, axis=axis, keepdims=keepdims)),
+    Op.ARGMIN: OpDef(Op.ARGMIN, OpKind.REDUCTION, 1, arg_reduce_shape, index_dtype,
+                     lambda x, *, axis, keepdims: np.argmin(x, axis=axis, keepdims=keepdims)),
+    Op.MATMUL: OpDef(Op.MATMUL, OpKind.MATMUL, 2, matmul_rule, same_dtype, np.matmul),
+    Op.TAKE: OpDef(Op.TAKE, OpKind.INDEX, 2, take_rule, first_dtype,
+                   lambda x, i, *, axis: np.take(x, i, axis=axis)),
+    Op.TAKE_ALONG_AXIS: OpDef(Op.TAKE_ALONG_AXIS, OpKind.INDEX, 2, take_along_axis_rule,
+                              first_dtype,
+                              lambda x, i, *, axis: np.take_along_axis(x, i, axis=axis)),
+    Op.GETITEM: OpDef(Op.GETITEM, OpKind.INDEX, None, getitem_rule, first_dtype,
+                      lambda x, *idx, template: x[build_index_key(template, list(idx))]),
+    Op.SETITEM: OpDef(Op.SETITEM, OpKind.INDEX, None, setitem_rule, first_dtype, _setitem_impl),
+    Op.SCATTER_ADD: OpDef(Op.SCATTER_ADD, OpKind.INDEX, None, setitem_rule, first_dtype,
+                          _scatter_add_impl),
+})
+
+# Groups that passes match on.
+ELEMENTWISE: frozenset[Op] = frozenset(o for o, d in OPS.items() if d.kind is OpKind.ELEMENTWISE)
+UNARY: frozenset[Op] = frozenset(o for o in ELEMENTWISE if OPS[o].arity == 1)
+BINARY: frozenset[Op] = frozenset(o for o in ELEMENTWISE if OPS[o].arity == 2)
+REDUCTIONS: frozenset[Op] = frozenset(o for o, d in OPS.items() if d.kind is OpKind.REDUCTION)
+VIEWS: frozenset[Op] = frozenset({Op.BROADCAST, Op.RESHAPE, Op.TRANSPOSE, Op.SLICE})
+COMPARISONS: frozenset[Op] = frozenset({Op.GT, Op.GE, Op.LT, Op.LE, Op.EQ, Op.NE})
+
+
+def opdef(op: Op) -> OpDef:
+    return OPS[op]
+
+
+def attrs_repr(attrs: Mapping[str, Any]) -> str:
+    parts = []
+    for key, value in attrs.items():
+        if isinstance(value, np.dtype):
+            from .dtypes import short_name
+
+            value = short_name(value)
+        parts.append(f"{key}={value}")
+    return " ".join(parts)

@@ -1,0 +1,94 @@
+"""Trace a Python function on abstract arguments into a `Graph`."""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from graphjit.compiler.dtypes import is_supported
+from graphjit.compiler.errors import ArgumentError, DTypeError, UnsupportedError
+from graphjit.compiler.ir import Graph
+from graphjit.compiler.ops import Op
+
+from .pytree import TreeDef, flatten
+from .tracer import PYTHON_SCALARS, TraceContext, Tracer
+
+
+@dataclass(frozen=True)
+class LeafSpec:
+    """What a compiled function knows of one argument leaf: shape, dtype, and NEP 50 weakness."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    weak: bool = False
+
+
+@dataclass
+class TracedFunction:
+    graph: Graph
+    out_tree: TreeDef
+    # per output leaf: True where NumPy would return a Python scalar (weak results)
+    out_weak: list[bool]
+    # (flat argument leaf index, graph output index): arrays the function updated in place
+    writebacks: list[tuple[int, int]] = field(default_factory=list)
+    n_user_outputs: int = 0
+
+
+def leaf_spec(value: Any, where: str) -> LeafSpec:
+    if isinstance(value, np.ndarray):
+        if not is_supported(value.dtype):
+            raise DTypeError(f"{where} has dtype {value.dtype}; graphjit compiles float32, "
+                             "float64, int32, int64 and bool arrays: convert it with .astype() "
+                             "before the call, or mark the argument static")
+        return LeafSpec(value.shape, value.dtype)
+    if isinstance(value, np.generic):
+        if not is_supported(value.dtype):
+            raise DTypeError(f"{where} has dtype {value.dtype}; graphjit compiles float32, "
+                             "float64, int32, int64 and bool")
+        return LeafSpec((), value.dtype)
+    if isinstance(value, PYTHON_SCALARS):
+        return LeafSpec((), np.asarray(value).dtype if not isinstance(value, int) or
+                        isinstance(value, bool) else np.dtype(np.int64), weak=True)
+    raise ArgumentError(f"{where} is of type {type(value).__name__}, which graphjit cannot pass "
+                        "to compiled code: pass NumPy arrays, NumPy or Python scalars, or "
+                        "tuples/lists/dicts of them, or mark the argument static with "
+                        "gj.jit(static_argnums=...)")
+
+
+def trace(fn: Callable, leaves_specs: Sequence[LeafSpec], rebuild_args: Callable[[list], tuple],
+          name: str | None = None) -> TracedFunction:
+    """Run `fn` on tracers standing for the argument leaves; record the graph.
+
+    `rebuild_args(leaf_values) -> (args, kwargs)` puts tracers back where the leaves were, with
+    static arguments as the concrete values.
+    """
+    ctx = TraceContext(name or getattr(fn, "__name__", "fn"))
+    tracers = [ctx.param(s.shape, s.dtype, weak=s.weak) for s in leaves_specs]
+    args, kwargs = rebuild_args(list(tracers))
+    result = fn(*args, **kwargs)
+    out_leaves, out_tree = flatten(result)
+    graph = ctx.graph
+    out_weak = []
+    for leaf in out_leaves:
+        if isinstance(leaf, Tracer):
+            ctx.check_same_trace(leaf)
+            graph.outputs.append(leaf._id)
+            out_weak.append(leaf._weak)
+        elif isinstance(leaf, (np.ndarray, np.generic) + PYTHON_SCALARS):
+            graph.outputs.append(ctx.node_of(leaf))
+            out_weak.append(isinstance(leaf, PYTHON_SCALARS))
+        else:
+            raise UnsupportedError(f"{graph.name} returned a {type(leaf).__name__}; a jitted "
+                                   "function returns arrays, scalars, and tuples/lists/dicts "
+                                   "of them")
+    traced = TracedFunction(graph, out_tree, out_weak, n_user_outputs=len(out_leaves))
+    for index, tracer in enumerate(tracers):
+        if tracer._id != graph.params[index] and not leaves_specs[index].weak:
+            traced.writebacks.append((index, len(graph.outputs)))
+            graph.outputs.append(tracer._id)
+    for node_id in graph.params:
+        if graph.node(node_id).op is not Op.PARAM:
+            raise AssertionError("params must stay params")
+    return traced

@@ -1,0 +1,369 @@
+"""Tracer objects: stand-ins for NumPy arrays that record every operation as an IR node.
+
+A `Tracer` is mutable only in which node it names: in-place idioms (`a += b`, `a[i] = v`,
+`out=`) rebind the tracer to the node of the functional update, so later reads see NumPy's result.
+"""
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+
+from graphjit.compiler.dtypes import is_supported
+from graphjit.compiler.errors import DTypeError, ShapeError, TracerBoolError, UnsupportedError
+from graphjit.compiler.ir import Graph
+from graphjit.compiler.ops import Op, UFUNC_OPS
+
+from .source import user_source
+
+PYTHON_SCALARS = (bool, int, float)
+
+
+class TraceContext:
+    """The graph under construction plus what the trace needs to know about its params."""
+
+    def __init__(self, name: str = "fn"):
+        self.graph = Graph(name)
+        self.param_tracers: list[Tracer] = []
+
+    def param(self, shape: tuple[int, ...], dtype: np.dtype, *, weak: bool = False,
+              name: str = "") -> Tracer:
+        attrs = {"index": len(self.graph.params), "shape": tuple(shape), "dtype": np.dtype(dtype)}
+        if name:
+            attrs["name"] = name
+        if weak:
+            attrs["weak"] = True
+        tracer = Tracer(self, self.graph.add(Op.PARAM, (), attrs, ""), weak=weak)
+        self.param_tracers.append(tracer)
+        return tracer
+
+    def node_of(self, value: Any, dtype: np.dtype | None = None) -> int:
+        """The node id for a tracer or a concrete value (as a constant), cast to `dtype` if given."""
+        if isinstance(value, Tracer):
+            self.check_same_trace(value)
+            return value._id if dtype is None else cast_node(self, value._id, dtype)
+        array = np.asarray(value, dtype=dtype)
+        if array.dtype == object:
+            raise UnsupportedError(f"cannot use a value of type {type(value).__name__} in a traced "
+                                   "computation; pass NumPy arrays or numbers", user_source())
+        if not is_supported(array.dtype):
+            array = array.astype(_nearest_supported(array.dtype))
+        return self.graph.const(array, source=user_source())
+
+    def check_same_trace(self, tracer: Tracer) -> None:
+        if tracer._ctx is not self:
+            raise UnsupportedError(
+                "a traced value from another trace leaked into this one (a tracer stored in a "
+                "global or closure?); pass it as an argument instead", user_source())
+
+    def add(self, op: Op, args: tuple[int, ...], attrs: dict | None = None) -> int:
+        return self.graph.add(op, args, attrs, user_source())
+
+
+def _nearest_supported(dtype: np.dtype) -> np.dtype:
+    if dtype.kind == "f":
+        return np.dtype(np.float64) if dtype.itemsize > 4 else np.dtype(np.float32)
+    if dtype.kind in "iu":
+        return np.dtype(np.int64) if dtype.itemsize >= 4 else np.dtype(np.int32)
+    if dtype.kind == "b":
+        return np.dtype(bool)
+    raise DTypeError(f"graphjit does not compile dtype {dtype}; convert it to float32, float64, "
+                     "int32, int64 or bool before calling", user_source())
+
+
+def cast_node(ctx: TraceContext, node_id: int, dtype: np.dtype) -> int:
+    if ctx.graph.node(node_id).dtype == np.dtype(dtype):
+        return node_id
+    return ctx.add(Op.CAST, (node_id,), {"dtype": np.dtype(dtype)})
+
+
+def broadcast_node(ctx: TraceContext, node_id: int, shape: tuple[int, ...]) -> int:
+    if ctx.graph.node(node_id).shape == tuple(shape):
+        return node_id
+    return ctx.add(Op.BROADCAST, (node_id,), {"shape_to": tuple(shape)})
+
+
+def reshape_node(ctx: TraceContext, node_id: int, shape: tuple[int, ...]) -> int:
+    if ctx.graph.node(node_id).shape == tuple(shape):
+        return node_id
+    return ctx.add(Op.RESHAPE, (node_id,), {"shape_to": tuple(shape)})
+
+
+def dtype_operand(value: Any) -> Any:
+    """What `resolve_dtypes` needs for one operand: a dtype, or a Python type when weak (NEP 50)."""
+    if isinstance(value, Tracer):
+        if value._weak:
+            return {"b": bool, "i": int, "u": int, "f": float}[value.dtype.kind]
+        return value.dtype
+    if isinstance(value, PYTHON_SCALARS):
+        return type(value)
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.dtype
+    if isinstance(value, (list, tuple)):
+        return np.asarray(value).dtype
+    if isinstance(value, numbers.Number):
+        return type(value)
+    raise UnsupportedError(f"cannot use a value of type {type(value).__name__} in a traced "
+                           "computation; pass NumPy arrays or numbers", user_source())
+
+
+def context_of(values: Any) -> TraceContext:
+    for value in values:
+        if isinstance(value, Tracer):
+            return value._ctx
+    raise AssertionError("no tracer among the operands")
+
+
+def apply_elementwise(op: Op, *operands: Any, out_dtype: np.dtype | None = None) -> Tracer:
+    """Record one elementwise op with NumPy's promotion and broadcasting made explicit."""
+    ctx = context_of(operands)
+    ufunc = UFUNC_OPS[op]
+    in_types = tuple(dtype_operand(v) for v in operands)
+    try:
+        loop = ufunc.resolve_dtypes(in_types + (None,))
+    except TypeError as exc:
+        raise DTypeError(f"np.{ufunc.__name__} does not support operands of types "
+                         f"{[getattr(t, '__name__', str(t)) for t in in_types]} ({exc})",
+                         user_source()) from None
+    ids = [ctx.node_of(v, loop[i]) for i, v in enumerate(operands)]
+    shapes = [ctx.graph.node(i).shape for i in ids]
+    try:
+        shape = np.broadcast_shapes(*shapes)
+    except ValueError:
+        raise ShapeError(f"operands could not be broadcast together with shapes "
+                         f"{' '.join(str(s) for s in shapes)} in np.{ufunc.__name__}",
+                         user_source()) from None
+    ids = [broadcast_node(ctx, i, shape) for i in ids]
+    result = ctx.add(op, tuple(ids))
+    weak = all(
+        (isinstance(v, Tracer) and v._weak) or isinstance(v, PYTHON_SCALARS) for v in operands
+    )
+    tracer = Tracer(ctx, result, weak=weak)
+    if out_dtype is not None:
+        tracer = Tracer(ctx, cast_node(ctx, result, out_dtype))
+    return tracer
+
+
+class Tracer:
+    """A traced array. Speaks NumPy's protocols and dunders; every operation becomes a node."""
+
+    __array_priority__ = 1000
+    __slots__ = ("_ctx", "_id", "_weak", "__weakref__")
+
+    def __init__(self, ctx: TraceContext, node_id: int, *, weak: bool = False):
+        self._ctx = ctx
+        self._id = node_id
+        self._weak = weak
+
+    # ---------------------------------------------------------------- properties
+    @property
+    def _node(self):
+        return self._ctx.graph.node(self._id)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._node.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._node.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self._node.shape)
+
+    @property
+    def size(self) -> int:
+        return self._node.size
+
+    @property
+    def itemsize(self) -> int:
+        return self.dtype.itemsize
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * self.dtype.itemsize
+
+    @property
+    def T(self) -> Tracer:
+        return self.transpose()
+
+    def __repr__(self) -> str:
+        return f"Tracer(%{self._id}: {self.dtype}{list(self.shape)})"
+
+    def _rebind(self, other: Tracer) -> Tracer:
+        """In-place update: this tracer now names `other`'s node, with its own dtype kept."""
+        node_id = other._id
+        if other.dtype != self.dtype:
+            if not np.can_cast(other.dtype, self.dtype, casting="same_kind"):
+                raise DTypeError(f"cannot cast the in-place result from {other.dtype} to "
+                                 f"{self.dtype} with casting rule 'same_kind' (NumPy would raise "
+                                 "too); use an explicit .astype()", user_source())
+            node_id = cast_node(self._ctx, node_id, self.dtype)
+        if other.shape != self.shape:
+            if np.broadcast_shapes(other.shape, self.shape) != self.shape:
+                raise ShapeError(f"non-broadcastable output operand with shape {self.shape} "
+                                 f"doesn't match the broadcast shape {other.shape}", user_source())
+            node_id = broadcast_node(self._ctx, node_id, self.shape)
+        self._id = node_id
+        self._weak = False
+        return self
+
+    # ---------------------------------------------------------------- concrete conversions
+    def _concrete_error(self, what: str) -> TracerBoolError:
+        return TracerBoolError(
+            f"{what} of a traced array (shape {self.shape}, dtype {self.dtype}): its value is not "
+            "known while graphjit traces the function. Use np.where(cond, a, b) instead of "
+            "if/else on array values, or mark the argument static with "
+            "gj.jit(static_argnums=...) / static_argnames=...", user_source())
+
+    def __bool__(self) -> bool:
+        raise self._concrete_error("bool() (an if, while, and/or or assert)")
+
+    def __int__(self) -> int:
+        raise self._concrete_error("int()")
+
+    def __float__(self) -> float:
+        raise self._concrete_error("float()")
+
+    def __complex__(self) -> complex:
+        raise self._concrete_error("complex()")
+
+    def __index__(self) -> int:
+        raise self._concrete_error("use as a Python index")
+
+    def __array__(self, dtype=None, copy=None):
+        raise self._concrete_error("conversion to a concrete NumPy array (np.asarray/np.array)")
+
+    def tolist(self):
+        raise self._concrete_error("tolist()")
+
+    def item(self, *args):
+        raise self._concrete_error("item()")
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError("len() of unsized object")
+        return self.shape[0]
+
+    def __iter__(self):
+        if not self.shape:
+            raise TypeError("iteration over a 0-d array")
+        for i in range(self.shape[0]):
+            yield self[i]
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    # ---------------------------------------------------------------- NumPy protocols
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        from .numpy_api import handle_ufunc
+
+        return handle_ufunc(ufunc, method, inputs, kwargs)
+
+    def __array_function__(self, func, types, args, kwargs):
+        from .numpy_api import handle_function
+
+        return handle_function(func, args, kwargs)
+
+    # ---------------------------------------------------------------- arithmetic dunders
+    def __add__(self, o): return apply_elementwise(Op.ADD, self, o)
+    def __radd__(self, o): return apply_elementwise(Op.ADD, o, self)
+    def __sub__(self, o): return apply_elementwise(Op.SUB, self, o)
+    def __rsub__(self, o): return apply_elementwise(Op.SUB, o, self)
+    def __mul__(self, o): return apply_elementwise(Op.MUL, self, o)
+    def __rmul__(self, o): return apply_elementwise(Op.MUL, o, self)
+    def __truediv__(self, o): return apply_elementwise(Op.DIV, self, o)
+    def __rtruediv__(self, o): return apply_elementwise(Op.DIV, o, self)
+    def __floordiv__(self, o): return apply_elementwise(Op.FLOORDIV, self, o)
+    def __rfloordiv__(self, o): return apply_elementwise(Op.FLOORDIV, o, self)
+    def __mod__(self, o): return apply_elementwise(Op.MOD, self, o)
+    def __rmod__(self, o): return apply_elementwise(Op.MOD, o, self)
+
+    def __pow__(self, o):
+        from .numpy_api import power
+
+        return power(self, o)
+
+    def __rpow__(self, o):
+        from .numpy_api import power
+
+        return power(o, self)
+
+    def __matmul__(self, o):
+        from .numpy_api import matmul
+
+        return matmul(self, o)
+
+    def __rmatmul__(self, o):
+        from .numpy_api import matmul
+
+        return matmul(o, self)
+
+    def __neg__(self): return apply_elementwise(Op.NEG, self)
+    def __pos__(self): return self
+    def __abs__(self): return apply_elementwise(Op.ABS, self)
+
+    def __invert__(self):
+        if self.dtype != np.dtype(bool):
+            raise UnsupportedError("~ on integer arrays (bitwise not) is not supported; "
+                                   "graphjit supports ~ on boolean arrays", user_source())
+        return apply_elementwise(Op.LOGICAL_NOT, self)
+
+    def __and__(self, o): return self._logical(Op.LOGICAL_AND, self, o, "&")
+    def __rand__(self, o): return self._logical(Op.LOGICAL_AND, o, self, "&")
+    def __or__(self, o): return self._logical(Op.LOGICAL_OR, self, o, "|")
+    def __ror__(self, o): return self._logical(Op.LOGICAL_OR, o, self, "|")
+    def __xor__(self, o): return self._logical(Op.LOGICAL_XOR, self, o, "^")
+    def __rxor__(self, o): return self._logical(Op.LOGICAL_XOR, o, self, "^")
+
+    @staticmethod
+    def _logical(op: Op, a: Any, b: Any, symbol: str) -> Tracer:
+        for v in (a, b):
+            kind = dtype_operand(v)
+            if not (kind is bool or (isinstance(kind, np.dtype) and kind.kind == "b")):
+                raise UnsupportedError(
+                    f"bitwise {symbol} on non-boolean arrays is not supported; graphjit supports "
+                    f"{symbol} on boolean arrays (comparisons)", user_source())
+        return apply_elementwise(op, a, b)
+
+    def __lt__(self, o): return apply_elementwise(Op.LT, self, o)
+    def __le__(self, o): return apply_elementwise(Op.LE, self, o)
+    def __gt__(self, o): return apply_elementwise(Op.GT, self, o)
+    def __ge__(self, o): return apply_elementwise(Op.GE, self, o)
+    def __eq__(self, o): return apply_elementwise(Op.EQ, self, o)  # type: ignore[override]
+    def __ne__(self, o): return apply_elementwise(Op.NE, self, o)  # type: ignore[override]
+
+    # in-place forms: functional update, then rebind (NumPy keeps the left operand's dtype)
+    def __iadd__(self, o): return self._rebind(self + o)
+    def __isub__(self, o): return self._rebind(self - o)
+    def __imul__(self, o): return self._rebind(self * o)
+    def __itruediv__(self, o): return self._rebind(self / o)
+    def __ifloordiv__(self, o): return self._rebind(self // o)
+    def __imod__(self, o): return self._rebind(self % o)
+    def __ipow__(self, o): return self._rebind(self ** o)
+    def __imatmul__(self, o): return self._rebind(self @ o)
+    def __iand__(self, o): return self._rebind(self & o)
+    def __ior__(self, o): return self._rebind(self | o)
+    def __ixor__(self, o): return self._rebind(self ^ o)
+
+    # ---------------------------------------------------------------- indexing
+    def __getitem__(self, key):
+        from .indexing import getitem
+
+        return getitem(self, key)
+
+    def __setitem__(self, key, value):
+        from .indexing import setitem
+
+        setitem(self, key, value)
+
+    # ---------------------------------------------------------------- methods
+    def __getattr__(self, name: str):
+        from .numpy_api import METHODS
+
+        if name in METHODS:
+            method = METHODS[name]
+            return lambda *args, **kwargs: method(self, *args, **kwargs)
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")

@@ -1,0 +1,36 @@
+"""Pick a backend for a target and compile an optimised graph with it."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from graphjit.compiler.ir import Graph
+
+TARGETS = {"cpu", "cuda", "reference"}
+
+
+def compile(graph: Graph, target: str, stats: dict[str, float]) -> tuple[Any, Any, dict]:
+    """Returns (executable, program or None, extra text stages such as llvm/asm/ptx)."""
+    if target == "reference":
+        from graphjit.runtime.reference import ReferenceBackend
+
+        executable = ReferenceBackend().compile_graph(graph)
+        return executable, None, {}
+    try:
+        from graphjit.compiler.schedule import build_program
+        from graphjit.runtime.cpu import CPUBackend
+    except ImportError:  # backend under construction: run the reference interpreter
+        from graphjit.runtime.reference import ReferenceBackend
+
+        return ReferenceBackend().compile_graph(graph), None, {}
+    start = time.perf_counter()
+    program = build_program(graph)
+    stats["schedule"] = time.perf_counter() - start
+    if target == "cuda":
+        from graphjit.runtime.cuda import CUDABackend
+
+        backend = CUDABackend()
+    else:
+        backend = CPUBackend()
+    executable = backend.compile(program, stats)
+    return executable, program, dict(getattr(executable, "texts", {}))

@@ -1,0 +1,305 @@
+"""`gj.jit`: the decorated function, its per-signature cache, and the path of one call."""
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import threading
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from graphjit.compiler.errors import ArgumentError, GraphjitError
+from graphjit.compiler.pipeline import run_pipeline
+from graphjit.frontend.pytree import flatten, unflatten
+from graphjit.frontend.trace import LeafSpec, TracedFunction, leaf_spec, trace
+
+from . import backends
+from .lowered import Lowered
+
+RECOMPILE_WARNING_AFTER = 8
+_SCALAR_TYPES = (bool, int, float)
+
+
+@dataclass
+class CompiledEntry:
+    """One compiled specialisation: the traced graph, the executable and how to call it."""
+
+    traced: TracedFunction
+    executable: Any
+    specs: list[LeafSpec]
+    lowered: Lowered
+    n_user: int = 0
+    call_count: int = 0
+    convert: list[Callable] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.n_user = self.traced.n_user_outputs
+        self.writebacks = self.traced.writebacks
+        self.out_weak = self.traced.out_weak
+        self.out_tree = self.traced.out_tree
+        self.run = self.executable.run
+
+    def __call__(self, leaves: list) -> Any:
+        outs = self.run(leaves)
+        for leaf_index, out_index in self.writebacks:
+            np.copyto(leaves[leaf_index], outs[out_index])
+        result = outs[: self.n_user] if self.writebacks else outs
+        result = [_to_user(r, weak) for r, weak in zip(result, self.out_weak)]
+        if self.out_tree == ("leaf",):
+            return result[0]
+        return unflatten(self.out_tree, result)
+
+
+def _to_user(array: np.ndarray, weak: bool) -> Any:
+    if array.ndim:
+        return array
+    return array.item() if weak else array[()]
+
+
+def _describe_key(key: Any) -> str:
+    return repr(key)
+
+
+class JitFunction:
+    """A function compiled on first call for each new argument signature."""
+
+    def __init__(self, fn: Callable, *, static_argnums: Sequence[int] = (),
+                 static_argnames: Sequence[str] = (), target: str = "cpu"):
+        functools.update_wrapper(self, fn)
+        self.fn = fn
+        self.target = target
+        self.static_argnums = tuple(sorted({int(i) for i in ((static_argnums,) if isinstance(
+            static_argnums, int) else static_argnums)}))
+        self.static_argnames = tuple((static_argnames,) if isinstance(static_argnames, str)
+                                     else static_argnames)
+        self._signature = _signature_or_none(fn)
+        if self._signature is not None and self.static_argnames:
+            params = list(self._signature.parameters)
+            for name in self.static_argnames:
+                if name in params and params.index(name) not in self.static_argnums:
+                    self.static_argnums += (params.index(name),)
+        self._simple = not self.static_argnums and not self.static_argnames
+        self._cache: dict[Any, CompiledEntry] = {}
+        self._lock = threading.RLock()
+        self._key_locks: dict[Any, threading.Lock] = {}
+        self.hits = 0
+        self.misses = 0
+        self._leaf_shapes: list[list[tuple]] = []
+        self._warned = False
+
+    # ------------------------------------------------------------ calling
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self._simple and not kwargs:
+            key = _fast_key(args)
+            if key is not None:
+                entry = self._cache.get(key)
+                if entry is not None:
+                    self.hits += 1
+                    return entry(_fast_leaves(args))
+        key, leaves, rebuild = self._key_and_leaves(args, kwargs)
+        entry = self._cache.get(key)
+        if entry is None:
+            entry = self._compile_locked(key, leaves, rebuild)
+        else:
+            self.hits += 1
+        return entry(_prepare_leaves(leaves, entry.specs))
+
+    def _key_and_leaves(self, args: tuple, kwargs: dict):
+        """The cache key, the dynamic leaves and a function that rebuilds (args, kwargs)."""
+        if self._signature is not None and (kwargs or self.static_argnums):
+            try:
+                bound = self._signature.bind(*args, **kwargs)
+            except TypeError as exc:
+                raise ArgumentError(f"{self.__name__}(): {exc}") from None
+            args, kwargs = tuple(bound.args), dict(bound.kwargs)
+        static = {i: args[i] for i in self.static_argnums if i < len(args)}
+        static.update({k: v for k, v in kwargs.items() if k in self.static_argnames})
+        dynamic_args = [a for i, a in enumerate(args) if i not in static]
+        dynamic_kwargs = {k: v for k, v in kwargs.items() if k not in static}
+        leaves, treedef = flatten((dynamic_args, dynamic_kwargs))
+        specs = []
+        for n, leaf in enumerate(leaves):
+            specs.append(_leaf_key(leaf, n, self.__name__))
+        try:
+            static_key = tuple(sorted((str(k), v) for k, v in static.items()))
+            hash(static_key)
+        except TypeError:
+            raise ArgumentError(f"{self.__name__}(): static arguments must be hashable "
+                                f"(got {static})") from None
+        key = (_treedef_key(treedef), tuple(specs), static_key)
+
+        def rebuild(values: list) -> tuple[tuple, dict]:
+            dyn_args, dyn_kwargs = unflatten(treedef, values)
+            pending = iter(dyn_args)
+            full_args = tuple(static[i] if i in static else next(pending)
+                              for i in range(len(args)))
+            merged = dict(dyn_kwargs)
+            merged.update({k: v for k, v in static.items() if isinstance(k, str)})
+            return full_args, merged
+
+        if self._simple and not kwargs:
+            fast = _fast_key(args)
+            if fast is not None:
+                key = fast
+        return key, leaves, rebuild
+
+    # ------------------------------------------------------------ compiling
+    def _compile_locked(self, key: Any, leaves: list, rebuild: Callable) -> CompiledEntry:
+        with self._lock:
+            lock = self._key_locks.setdefault(key, threading.Lock())
+        with lock:
+            entry = self._cache.get(key)
+            if entry is not None:
+                self.hits += 1
+                return entry
+            self.misses += 1
+            entry = self._compile(leaves, rebuild)
+            self._cache[key] = entry
+            self._note_shapes(entry.specs)
+            return entry
+
+    def _compile(self, leaves: list, rebuild: Callable) -> CompiledEntry:
+        specs = [leaf_spec(leaf, f"argument leaf {n} of {self.__name__}()")
+                 for n, leaf in enumerate(leaves)]
+        lowered = self._lower_specs(specs, rebuild)
+        return CompiledEntry(lowered.traced, lowered.executable, specs, lowered)
+
+    def _lower_specs(self, specs: list[LeafSpec], rebuild: Callable) -> Lowered:
+        stats: dict[str, float] = {}
+        start = time.perf_counter()
+        traced = trace(self.fn, specs, rebuild, getattr(self.fn, "__name__", "fn"))
+        stats["trace"] = time.perf_counter() - start
+        pipeline = run_pipeline(traced.graph)
+        stats.update({f"pass:{k}": v for k, v in pipeline.times.items()})
+        traced.graph = pipeline.graph
+        executable, program, texts = backends.compile(pipeline.graph, self.target, stats)
+        lowered = Lowered(self, traced, pipeline, program, executable, texts, stats)
+        lowered.dump_if_requested()
+        return lowered
+
+    def _note_shapes(self, specs: list[LeafSpec]) -> None:
+        self._leaf_shapes.append([s.shape for s in specs])
+        if self.misses > RECOMPILE_WARNING_AFTER and not self._warned:
+            self._warned = True
+            changing = _changing_arguments(self._leaf_shapes, self._signature)
+            warnings.warn(
+                f"graphjit: {self.__name__} has been compiled {self.misses} times because "
+                f"argument shapes keep changing ({changing}). Each new shape retraces and "
+                "recompiles; pad inputs to a few fixed shapes, or mark non-array arguments "
+                "static.", RuntimeWarning, stacklevel=3)
+
+    # ------------------------------------------------------------ inspection
+    def lower(self, *args: Any, **kwargs: Any) -> Lowered:
+        """Trace and compile for these arguments (using the cache) and return the stages."""
+        key, leaves, rebuild = self._key_and_leaves(args, kwargs)
+        entry = self._cache.get(key)
+        if entry is None:
+            entry = self._compile_locked(key, leaves, rebuild)
+        return entry.lowered
+
+    def cache_info(self) -> dict[str, int]:
+        return {"hits": self.hits, "misses": self.misses, "entries": len(self._cache)}
+
+    def cache_clear(self) -> None:
+        with self._lock:
+            self._cache.clear()
+            self._key_locks.clear()
+            self.hits = self.misses = 0
+
+    def eager(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the undecorated function."""
+        return self.fn(*args, **kwargs)
+
+    def __get__(self, instance: Any, owner: Any = None) -> Any:
+        if instance is None:
+            return self
+        return functools.partial(self, instance)
+
+    def __repr__(self) -> str:
+        return f"<graphjit.jit {self.__name__} target={self.target}>"
+
+
+def _signature_or_none(fn: Callable):
+    try:
+        return inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+
+
+def _fast_key(args: tuple) -> tuple | None:
+    """Key for the common case of positional array arguments only: (shape, dtype) per array."""
+    key = []
+    for arg in args:
+        kind = type(arg)
+        if kind is np.ndarray:
+            key.append((arg.shape, arg.dtype))
+        elif kind in _SCALAR_TYPES:
+            key.append(kind)
+        else:
+            return None
+    return tuple(key)
+
+
+def _fast_leaves(args: tuple) -> list:
+    return [_contiguous(a) if type(a) is np.ndarray else a for a in args]
+
+
+def _contiguous(array: np.ndarray) -> np.ndarray:
+    return array if array.flags.c_contiguous else np.ascontiguousarray(array)
+
+
+def _prepare_leaves(leaves: list, specs: list[LeafSpec]) -> list:
+    return [_contiguous(leaf) if type(leaf) is np.ndarray else leaf for leaf in leaves]
+
+
+def _leaf_key(leaf: Any, n: int, name: str) -> Any:
+    kind = type(leaf)
+    if kind is np.ndarray:
+        return (leaf.shape, leaf.dtype)
+    if kind in _SCALAR_TYPES:
+        return kind
+    if isinstance(leaf, np.generic):
+        return ((), leaf.dtype)
+    if isinstance(leaf, np.ndarray):
+        return (leaf.shape, leaf.dtype)
+    leaf_spec(leaf, f"argument leaf {n} of {name}()")  # raises the clear error
+    return kind
+
+
+def _treedef_key(treedef: Any) -> Any:
+    if isinstance(treedef, (list, tuple)):
+        return tuple(_treedef_key(t) for t in treedef)
+    return treedef
+
+
+def _changing_arguments(history: list[list[tuple]], signature) -> str:
+    if not history:
+        return "unknown"
+    width = max(len(h) for h in history)
+    changing = []
+    for i in range(width):
+        shapes = {h[i] if i < len(h) else None for h in history}
+        if len(shapes) > 1:
+            changing.append(f"argument leaf {i}")
+    if signature is not None and len(signature.parameters) == width:
+        names = list(signature.parameters)
+        changing = [f"'{names[int(c.split()[-1])]}'" for c in changing]
+    return ", ".join(changing) or "static arguments"
+
+
+def jit(fn: Callable | None = None, *, static_argnums: Sequence[int] | int = (),
+        static_argnames: Sequence[str] | str = (), target: str = "cpu") -> Any:
+    """Compile `fn` on first call for each argument signature. Usable bare or with arguments."""
+    if target not in backends.TARGETS:
+        raise GraphjitError(f"unknown target {target!r}; choose one of {sorted(backends.TARGETS)}")
+
+    def wrap(f: Callable) -> JitFunction:
+        return JitFunction(f, static_argnums=static_argnums, static_argnames=static_argnames,
+                           target=target)
+
+    return wrap if fn is None else wrap(fn)
