@@ -7,14 +7,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .ir import Graph
-from .passes import eliminate_dead_code, fold_constants
+from .passes import (
+    eliminate_common_subexpressions, eliminate_dead_code, fold_constants, fuse, simplify,
+)
 from .verify import verify
 
 Pass = Callable[[Graph], Graph]
 
 PIPELINE: list[tuple[str, Pass]] = [
     ("fold_constants", fold_constants),
+    ("simplify", simplify),
+    ("eliminate_common_subexpressions", eliminate_common_subexpressions),
     ("eliminate_dead_code", eliminate_dead_code),
+    ("fuse", fuse),
 ]
 
 

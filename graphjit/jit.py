@@ -17,6 +17,7 @@ from graphjit.compiler.errors import ArgumentError, GraphjitError
 from graphjit.compiler.pipeline import run_pipeline
 from graphjit.frontend.pytree import flatten, unflatten
 from graphjit.frontend.trace import LeafSpec, TracedFunction, leaf_spec, trace
+from graphjit.frontend.tracer import Tracer
 
 from . import backends
 from .lowered import Lowered
@@ -101,6 +102,9 @@ class JitFunction:
                 if entry is not None:
                     self.hits += 1
                     return entry(_fast_leaves(args))
+        if _contains_tracer(args, kwargs):
+            # called inside another trace (jit of jit, grad of jit): inline the function
+            return self.fn(*args, **kwargs)
         key, leaves, rebuild = self._key_and_leaves(args, kwargs)
         entry = self._cache.get(key)
         if entry is None:
@@ -222,6 +226,11 @@ class JitFunction:
 
     def __repr__(self) -> str:
         return f"<graphjit.jit {self.__name__} target={self.target}>"
+
+
+def _contains_tracer(args: tuple, kwargs: dict) -> bool:
+    leaves, _ = flatten((args, kwargs))
+    return any(isinstance(leaf, Tracer) for leaf in leaves)
 
 
 def _signature_or_none(fn: Callable):

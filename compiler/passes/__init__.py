@@ -1,5 +1,11 @@
-"""Graph -> graph passes, one job each."""
+"""Graph -> graph passes, one job each. `compiler.pipeline` lists them in order."""
+from .cse import eliminate_common_subexpressions
 from .dce import eliminate_dead_code
 from .fold import fold_constants
+from .fuse import fuse
+from .simplify import simplify
 
-__all__ = ["eliminate_dead_code", "fold_constants"]
+__all__ = [
+    "eliminate_common_subexpressions", "eliminate_dead_code", "fold_constants", "fuse",
+    "simplify",
+]
