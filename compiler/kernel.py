@@ -68,6 +68,9 @@ class Buffer:
     dtype: np.dtype
     kind: BufferKind
     param_index: int | None = None  # for PARAM buffers
+    # TEMP buffers with the same slot share memory (the planner proved their lifetimes disjoint);
+    # None: a buffer of its own.
+    slot: int | None = None
     value: np.ndarray | None = field(default=None, compare=False, repr=False)  # CONST buffers
 
     @property
