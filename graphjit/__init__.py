@@ -34,7 +34,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "losses": ("graphjit.losses", None),
     "metrics": ("graphjit.metrics", None),
     "datasets": ("graphjit.datasets", None),
-    "benchmark": ("graphjit.benchmark", "benchmark"),
+    "benchmark": ("graphjit.benchmarking", "benchmark"),
     "cache": ("graphjit.cache", None),
 }
 

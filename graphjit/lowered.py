@@ -20,7 +20,7 @@ class Lowered:
         self.stats = stats
 
     def stages(self) -> list[str]:
-        names = list(self.pipeline.stages)
+        names = [*self.pipeline.stages, "optimized"]
         if self.program is not None:
             names.append("program")
         names.extend(self._texts)
