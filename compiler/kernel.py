@@ -8,7 +8,10 @@ graph node, C-contiguous, with the node's shape and dtype. A step is one of:
   instructions: they were folded into the affine `Access` of each load.
 - `MatmulKernel`: a (batched) matrix product C = op(A) @ op(B), operands possibly transposed views;
   optionally followed by an elementwise epilogue applied to C in place (a LoopKernel whose loop
-  space is C's shape).
+  space is C's shape). The product is written to buffer `out`; the epilogue reads C back from
+  `out` only at C's own element (C-contiguous access), so a backend may run it per tile of C.
+  When nothing else needs the raw product, `out` is the buffer of an epilogue result of C's
+  dtype, and the epilogue stores that result into `out` in place (read C[i], then write out[i]).
 - `HostKernel`: one graph node run with its NumPy reference implementation (ops without a native
   lowering yet: gathers, scatters, concat...).
 
@@ -25,9 +28,21 @@ Semantics of a LoopKernel, for a backend:
         each Store writes its instruction's value at its Access: FULL-level stores once per full
         index, OUTER-level stores once per outer index (their strides are 0 on reduce axes).
 An instruction's `level` says whether its value varies along the reduce axes (FULL) or not (OUTER).
-A kernel with no reduce axes has only FULL instructions. Float sums should accumulate pairwise or
-in blocks (NumPy's accuracy); integer ops follow NumPy (wrap-around, floor division/modulo with
-Python signs, division by zero gives 0 for integers).
+A kernel with no reduce axes has only FULL instructions. Guarantees the scheduler gives backends:
+instructions are in topological order; an OUTER instruction only reads OUTER ones; a reduction's
+operand is FULL-level; a FULL instruction may read OUTER ones (in particular results of earlier
+reductions: softmax's `x - max` needs a second pass over the reduce axes, so a backend evaluates a
+kernel with reductions in passes over the reduce axes, one per chain of dependent reductions plus
+one for the FULL stores); a store is FULL iff its access has a nonzero stride on a reduce axis,
+and then its instruction is FULL-level. Strides are 0 on loop dims of extent 1. Loads are
+deduplicated (one LOAD per distinct access, dtype and level). Reductions keep their graph attrs:
+{"axes", "keepdims"} (SUM, PROD, REDUCE_MAX, REDUCE_MIN) or {"axis", "keepdims"} (ARGMAX,
+ARGMIN), where the axes are the kernel's reduce_axes (the loop space is the operand's shape);
+keepdims means nothing inside a kernel: results are written through store Accesses.
+LOAD instructions carry {"access": Access}; CONST ones {"value": Python scalar}; CAST {"dtype"}.
+Float sums should accumulate pairwise or in blocks (NumPy's accuracy); integer ops follow NumPy
+(wrap-around, floor division/modulo with Python signs, division by zero gives 0 for integers).
+`compiler.program_interpreter.run_program` is the executable definition of these semantics.
 """
 from __future__ import annotations
 
@@ -68,8 +83,9 @@ class Buffer:
     dtype: np.dtype
     kind: BufferKind
     param_index: int | None = None  # for PARAM buffers
-    # TEMP buffers with the same slot share memory (the planner proved their lifetimes disjoint);
-    # None: a buffer of its own.
+    # TEMP buffers with the same slot share memory (the planner proved their lifetimes disjoint:
+    # the last step touching one runs before the first step touching the next); a slot is as
+    # large as its largest buffer (`Program.slot_nbytes`). None: a buffer of its own.
     slot: int | None = None
     value: np.ndarray | None = field(default=None, compare=False, repr=False)  # CONST buffers
 
@@ -164,6 +180,14 @@ class Program:
     outputs: list[int]          # buffer index per graph output (same order as graph.outputs)
     # for each fusion boundary, why fusion stopped (for fusion_report)
     notes: dict[str, Any] = field(default_factory=dict)
+
+    def slot_nbytes(self) -> dict[int, int]:
+        """Bytes each TEMP slot needs: the largest of the buffers that share it."""
+        sizes: dict[int, int] = {}
+        for buffer in self.buffers:
+            if buffer.slot is not None:
+                sizes[buffer.slot] = max(sizes.get(buffer.slot, 0), buffer.nbytes)
+        return sizes
 
     def buffer_of_param(self, param_index: int) -> Buffer:
         for buffer in self.buffers:

@@ -1,0 +1,399 @@
+"""Scheduling: turn a fused graph into a `Program` (buffers + ordered kernels), then plan buffers.
+
+`build_program(graph)` reads the groups `passes.fuse` recorded in the graph's meta (and runs the
+fusion analysis itself when they are missing), gives every value that crosses a kernel boundary a
+buffer, lowers each group to a LoopKernel / MatmulKernel / HostKernel, adds copies so that outputs
+never alias inputs or each other, and lets TEMP buffers with disjoint lifetimes share a slot.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace as dc_replace
+
+import numpy as np
+
+from .ir import Attrs, Graph, Node
+from .kernel import (
+    Access, Buffer, BufferKind, HostKernel, Instr, Level, LoopKernel, MatmulKernel, Program,
+    Source, Step, Store,
+)
+from .ops import REDUCTIONS, VIEWS, Op
+from .passes.fuse import (
+    HOST, MATMUL, FusionPlan, Group, Layout, LoopSpace, identity_layout, inputs_of,
+    loop_space_of, plan_fusion, plan_from_meta,
+)
+
+
+def is_inline_scalar(node: Node) -> bool:
+    """Constants of one element are emitted as CONST instructions, not buffers."""
+    return node.op is Op.CONST and node.size == 1
+
+
+def python_scalar(node: Node) -> bool | int | float:
+    return node.attrs["value"].value.reshape(()).astype(node.dtype).item()
+
+
+# ---------------------------------------------------------------- buffers
+
+class BufferTable:
+    """Buffers of a program under construction, one per materialised node (outputs may add more)."""
+
+    def __init__(self, graph: Graph, outputs: set[int]):
+        self.graph = graph
+        self.outputs = outputs           # nodes whose own buffer is a graph output
+        self.buffers: list[Buffer] = []
+        self.of_node: dict[int, int] = {}
+        for index, param in enumerate(graph.params):
+            self.add(param, BufferKind.PARAM, param_index=index)
+
+    def add(self, node_id: int, kind: BufferKind, **fields) -> int:
+        node = self.graph.node(node_id)
+        buffer = Buffer(len(self.buffers), node_id, node.shape, node.dtype, kind, **fields)
+        self.buffers.append(buffer)
+        if node_id not in self.of_node:
+            self.of_node[node_id] = buffer.index
+        return buffer.index
+
+    def of(self, node_id: int) -> int:
+        """The buffer holding `node_id`, creating CONST buffers on first use."""
+        if node_id not in self.of_node:
+            node = self.graph.node(node_id)
+            if node.op is not Op.CONST:
+                raise AssertionError(f"%{node_id} has no buffer")
+            value = np.array(node.attrs["value"].value, dtype=node.dtype, order="C")
+            self.add(node_id, BufferKind.CONST, value=value)
+        return self.of_node[node_id]
+
+    def result(self, node_id: int) -> int:
+        """A fresh buffer for a value a kernel computes."""
+        kind = BufferKind.OUTPUT if node_id in self.outputs else BufferKind.TEMP
+        return self.add(node_id, kind)
+
+
+# ---------------------------------------------------------------- loop kernels
+
+class LoopBuilder:
+    """Lowers one loop group (or a matmul epilogue) to a LoopKernel's instructions and stores."""
+
+    def __init__(self, graph: Graph, plan: FusionPlan, buffers: BufferTable, space: LoopSpace,
+                 members: set[int]):
+        self.graph = graph
+        self.plan = plan
+        self.buffers = buffers
+        self.space = space
+        self.members = members
+        self.instrs: list[Instr] = []
+        self.keys: dict[tuple, int] = {}
+        self.value_of: dict[int, int] = {}     # member node -> instr
+        self.stores: list[Store] = []
+
+    # ------------------------------------------------------------ emitting
+    def emit(self, instr: Instr, key: tuple | None = None) -> int:
+        if key is not None and key in self.keys:
+            return self.keys[key]
+        self.instrs.append(instr)
+        index = len(self.instrs) - 1
+        if key is not None:
+            self.keys[key] = index
+        return index
+
+    def level_of(self, args: Sequence[int], varies: bool) -> Level:
+        if not self.space.reduce_axes or varies:
+            return Level.FULL
+        return max((self.instrs[a].level for a in args), key=_LEVEL_RANK.get, default=Level.OUTER)
+
+    def load(self, buffer: int, strides: tuple[int, ...], offset: int, node_id: int,
+             full: bool = False) -> int:
+        access = Access(buffer, strides, offset)
+        varies = full or self.space.varies_on_reduce(strides)
+        level = self.level_of((), varies)
+        node = self.graph.node(node_id)
+        instr = Instr(Source.LOAD, (), node.dtype, level, Attrs({"access": access}), node_id,
+                      node.source)
+        return self.emit(instr, ("load", access, node.dtype, level))
+
+    def const(self, node_id: int, full: bool = False) -> int:
+        node = self.graph.node(node_id)
+        value = python_scalar(node)
+        level = self.level_of((), full)
+        instr = Instr(Source.CONST, (), node.dtype, level, Attrs({"value": value}), node_id,
+                      node.source)
+        raw = np.asarray(value, dtype=node.dtype).tobytes()
+        return self.emit(instr, ("const", node.dtype, raw, level))
+
+    def read(self, layout: Layout, dims: tuple[int | None, ...]) -> int:
+        """The instruction giving `layout`'s value at the loop index (dims: see node_dims)."""
+        root = layout.root
+        if root in self.value_of:
+            return self.value_of[root]
+        root_node = self.graph.node(root)
+        if is_inline_scalar(root_node):
+            return self.const(root)
+        strides, offset = self.space.access(layout, dims)
+        return self.load(self.buffers.of(root), strides, offset, root)
+
+    def promote(self, index: int) -> int:
+        """A FULL-level instruction with the value of instruction `index` (reduction operands and
+        stores that vary along the reduce axes need one)."""
+        instr = self.instrs[index]
+        if instr.level is Level.FULL:
+            return index
+        if instr.op in REDUCTIONS:
+            raise AssertionError("a reduction result cannot be promoted to FULL level")
+        key = ("full", index)
+        return self.emit(dc_replace(instr, level=Level.FULL), key)
+
+    # ------------------------------------------------------------ members
+    def compute(self, member: int) -> None:
+        node = self.graph.node(member)
+        if node.op in VIEWS:  # a materialised view: the copy is just the read
+            dims = self.space.node_dims(node.shape)
+            self.value_of[member] = self.read(self.plan.analysis.copy_input[member], dims)
+            return
+        if node.op in REDUCTIONS:
+            dims = tuple(range(len(self.space.shape)))
+            (layout,) = inputs_of(self.graph, self.plan.analysis, member)
+            operand = self.promote(self.read(layout, dims))
+            level = Level.OUTER if self.space.reduce_axes else Level.FULL
+            instr = Instr(node.op, (operand,), node.dtype, level, node.attrs, member, node.source)
+            self.value_of[member] = self.emit(instr)
+            return
+        dims = self.space.node_dims(node.shape)
+        args = tuple(self.read(layout, dims)
+                     for layout in inputs_of(self.graph, self.plan.analysis, member))
+        instr = Instr(node.op, args, node.dtype, self.level_of(args, False), node.attrs, member,
+                      node.source)
+        self.value_of[member] = self.emit(instr)
+
+    def store(self, member: int, buffer: int) -> None:
+        strides, offset = self.space.canonical(member, self.graph.node(member).shape)
+        value = self.value_of[member]
+        if self.space.varies_on_reduce(strides):
+            value = self.promote(value)
+        self.stores.append(Store(value, Access(buffer, strides, offset)))
+
+    # ------------------------------------------------------------ result
+    def kernel(self, name: str) -> LoopKernel | None:
+        """The kernel with instructions no store needs dropped (None if nothing is stored)."""
+        if not self.stores:
+            return None
+        live: set[int] = {s.instr for s in self.stores}
+        for index in range(len(self.instrs) - 1, -1, -1):
+            if index in live:
+                live.update(self.instrs[index].args)
+        renumber = {old: new for new, old in enumerate(sorted(live))}
+        instrs = tuple(dc_replace(self.instrs[old], args=tuple(renumber[a] for a in
+                                                                self.instrs[old].args))
+                       for old in sorted(live))
+        stores = tuple(Store(renumber[s.instr], s.access) for s in self.stores)
+        nodes = fused_nodes(self.graph, self.plan, self.members)
+        return LoopKernel(name, self.space.shape, self.space.reduce_axes, instrs, stores, nodes)
+
+
+_LEVEL_RANK = {Level.OUTER: 0, Level.FULL: 1}
+
+
+def fused_nodes(graph: Graph, plan: FusionPlan, members: set[int]) -> tuple[int, ...]:
+    """The members plus the folded views they read through (for reports)."""
+    nodes = set(members)
+    stack = [a for m in members for a in graph.node(m).args]
+    while stack:
+        node_id = stack.pop()
+        if node_id in nodes or not plan.analysis.is_folded(graph, node_id):
+            continue
+        nodes.add(node_id)
+        stack.extend(graph.node(node_id).args)
+    return tuple(sorted(nodes))
+
+
+# ---------------------------------------------------------------- the program
+
+class ProgramBuilder:
+    def __init__(self, graph: Graph, plan: FusionPlan):
+        self.graph = graph
+        self.plan = plan
+        self.group_of = plan.group_of()
+        first_outputs = {o for o in graph.outputs if o in self.group_of}
+        self.buffers = BufferTable(graph, first_outputs)
+        self.steps: list[Step] = []
+
+    def name(self) -> str:
+        return f"k{len(self.steps)}"
+
+    def materialized(self, group: Group) -> list[int]:
+        """Members whose values other kernels read or the caller receives."""
+        outputs = set(self.graph.outputs)
+        result = []
+        for member in sorted(group.members):
+            readers = self.plan.analysis.consumers.get(member, ())
+            if member in outputs or any(self.group_of.get(r) != group.id for r in readers):
+                result.append(member)
+        return result
+
+    def build(self) -> Program:
+        for group in self.plan.groups:
+            step = {HOST: self.host, MATMUL: self.matmul}.get(group.kind, self.loop)(group)
+            if step is not None:
+                self.steps.append(step)
+        outputs = self.output_buffers()
+        notes = {f"%{n}": list(reasons) for n, reasons in sorted(self.plan.notes.items())}
+        program = Program(self.graph, self.buffers.buffers, self.steps, outputs, notes)
+        return plan_buffers(program)
+
+    # ------------------------------------------------------------ kinds of groups
+    def loop(self, group: Group) -> LoopKernel | None:
+        space = loop_space_of(self.graph, group.members)
+        builder = LoopBuilder(self.graph, self.plan, self.buffers, space, group.members)
+        for member in sorted(group.members):
+            builder.compute(member)
+        for member in self.materialized(group):
+            builder.store(member, self.buffers.result(member))
+        return builder.kernel(self.name())
+
+    def host(self, group: Group) -> HostKernel:
+        (node_id,) = group.members
+        node = self.graph.node(node_id)
+        inputs = tuple(self.buffers.of(a) for a in node.args)
+        out = self.buffers.result(node_id)
+        return HostKernel(self.name(), node_id, node.op, node.attrs, inputs, out, (node_id,))
+
+    def matmul(self, group: Group) -> MatmulKernel:
+        (product,) = [m for m in group.members if self.graph.node(m).op is Op.MATMUL]
+        node = self.graph.node(product)
+        a_layout, b_layout = inputs_of(self.graph, self.plan.analysis, product)
+        name = self.name()
+        space = LoopSpace(node.shape)
+        epilogue_members = group.members - {product}
+        stored = self.materialized(group)
+        out = self.product_buffer(product, stored)
+        builder = LoopBuilder(self.graph, self.plan, self.buffers, space, epilogue_members)
+        product_layout = identity_layout(product, node.shape)
+        strides, offset = space.access(product_layout, tuple(range(len(node.shape))))
+        builder.value_of[product] = builder.load(out, strides, offset, product)
+        for member in sorted(epilogue_members):
+            builder.compute(member)
+        for member in stored:
+            if member != product:
+                target = out if self.buffers.buffers[out].node == member else None
+                builder.store(member, self.buffers.result(member) if target is None else target)
+        epilogue = builder.kernel(f"{name}_epilogue")
+        rank = len(node.shape)
+        return MatmulKernel(
+            name, self.operand_access(a_layout, rank), self.operand_access(b_layout, rank), out,
+            tuple(node.shape[:-2]), node.shape[-2], node.shape[-1],
+            self.graph.node(node.args[0]).shape[-1], node.dtype, epilogue,
+            fused_nodes(self.graph, self.plan, group.members))
+
+    def product_buffer(self, product: int, stored: list[int]) -> int:
+        """Where the matmul writes C: its own buffer if others read the raw product, otherwise
+        the buffer of an epilogue result of the same type, which the epilogue updates in place."""
+        if product in stored:
+            return self.buffers.result(product)
+        node = self.graph.node(product)
+        for member in stored:
+            other = self.graph.node(member)
+            if other.shape == node.shape and other.dtype == node.dtype:
+                return self.buffers.result(member)
+        return self.buffers.add(product, BufferKind.TEMP)
+
+    def operand_access(self, layout: Layout, rank: int) -> Access:
+        space = LoopSpace(layout.shape)
+        strides, offset = space.access(layout, tuple(range(rank)))
+        return Access(self.buffers.of(layout.root), strides, offset)
+
+    # ------------------------------------------------------------ outputs
+    def output_buffers(self) -> list[int]:
+        """A buffer per graph output; params, constants and repeats get a copy kernel."""
+        result: list[int] = []
+        seen: set[int] = set()
+        for node_id in self.graph.outputs:
+            own = self.buffers.of_node.get(node_id)
+            node = self.graph.node(node_id)
+            if node_id in self.group_of and node_id not in seen:
+                seen.add(node_id)
+                result.append(own)
+                continue
+            result.append(self.copy_to_output(node_id))
+        return result
+
+    def copy_to_output(self, node_id: int) -> int:
+        node = self.graph.node(node_id)
+        space = LoopSpace(node.shape)
+        builder = LoopBuilder(self.graph, self.plan, self.buffers, space, set())
+        dims = tuple(range(len(node.shape)))
+        value = builder.read(identity_layout(node_id, node.shape), dims)
+        out = self.buffers.add(node_id, BufferKind.OUTPUT)
+        strides, offset = space.canonical(node_id, node.shape)
+        builder.stores.append(Store(value, Access(out, strides, offset)))
+        kernel = builder.kernel(self.name())
+        kernel = dc_replace(kernel, nodes=(node_id,))
+        self.steps.append(kernel)
+        return out
+
+
+# ---------------------------------------------------------------- buffer planning
+
+def step_buffers(step: Step) -> tuple[set[int], set[int]]:
+    """(buffers the step reads, buffers it writes)."""
+    if isinstance(step, HostKernel):
+        return set(step.inputs), {step.out}
+    if isinstance(step, MatmulKernel):
+        reads, writes = {step.a.buffer, step.b.buffer}, {step.out}
+        if step.epilogue is not None:
+            more_reads, more_writes = step_buffers(step.epilogue)
+            reads |= more_reads - {step.out}
+            writes |= more_writes
+        return reads, writes
+    reads = {i.attrs["access"].buffer for i in step.instrs if i.op is Source.LOAD}
+    return reads, {s.access.buffer for s in step.stores}
+
+
+def lifetimes(program: Program) -> dict[int, tuple[int, int]]:
+    """For each TEMP buffer: (first step that touches it, last step that touches it)."""
+    spans: dict[int, tuple[int, int]] = {}
+    for index, step in enumerate(program.steps):
+        reads, writes = step_buffers(step)
+        for buffer in reads | writes:
+            first, _ = spans.get(buffer, (index, index))
+            spans[buffer] = (first, index)
+    return {b: span for b, span in spans.items()
+            if program.buffers[b].kind is BufferKind.TEMP}
+
+
+def plan_buffers(program: Program) -> Program:
+    """Give TEMP buffers slots; buffers whose lifetimes are disjoint share one (best fit among
+    free slots of the same element size; a slot is as large as its largest buffer)."""
+    spans = lifetimes(program)
+    slot_size: dict[int, int] = {}
+    slot_itemsize: dict[int, int] = {}
+    slot_free_after: dict[int, int] = {}
+    assigned: dict[int, int] = {}
+    for buffer_index in sorted(spans, key=lambda b: (spans[b][0], b)):
+        buffer = program.buffers[buffer_index]
+        first, last = spans[buffer_index]
+        free = [s for s in slot_size if slot_free_after[s] < first
+                and slot_itemsize[s] == buffer.dtype.itemsize]
+        fitting = [s for s in free if slot_size[s] >= buffer.nbytes]
+        if fitting:
+            slot = min(fitting, key=lambda s: (slot_size[s], s))
+        elif free:
+            slot = max(free, key=lambda s: (slot_size[s], -s))
+        else:
+            slot = len(slot_size)
+            slot_size[slot] = 0
+            slot_itemsize[slot] = buffer.dtype.itemsize
+        slot_size[slot] = max(slot_size[slot], buffer.nbytes)
+        slot_free_after[slot] = last
+        assigned[buffer_index] = slot
+    program.buffers = [dc_replace(b, slot=assigned.get(b.index, b.slot)) for b in program.buffers]
+    return program
+
+
+# ---------------------------------------------------------------- entry point
+
+def build_program(graph: Graph) -> Program:
+    """The Program that computes `graph` (see compiler/kernel.py for its semantics)."""
+    plan = plan_from_meta(graph)
+    if plan is None:
+        plan = plan_fusion(graph)
+    return ProgramBuilder(graph, plan).build()
