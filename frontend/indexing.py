@@ -206,3 +206,86 @@ def _masked_assign(x: Tracer, mask: Any, value: Any) -> None:
     value_id = reshape_node(ctx, value_id, (1,) * (x.ndim - len(value_shape)) + value_shape)
     value_id = broadcast_node(ctx, value_id, x.shape)
     x._rebind(Tracer(ctx, ctx.add(Op.WHERE, (mask_id, value_id, x._id))))
+
+
+# ---------------------------------------------------------------- np.take, np.take_along_axis
+
+def index_node(ctx: Any, index: Any, size: int, axis: int) -> int:
+    """An int64 index node with negative indices already wrapped (so backends never wrap).
+
+    Concrete indices are bounds-checked now, like NumPy; traced ones cannot be, and an index out
+    of range there is undefined, as in any compiled gather."""
+    if isinstance(index, Tracer):
+        if index.dtype.kind not in "iu":
+            raise IndexError(f"{user_source()}: arrays used as indices must be of integer type, "
+                             f"not {index.dtype}")
+        index_id = cast_node(ctx, index._id, INDEX_DTYPE)
+        from .numpy_api import where
+
+        wrapped = where(Tracer(ctx, index_id) < 0, Tracer(ctx, index_id) + size,
+                        Tracer(ctx, index_id))
+        return wrapped._id
+    array = np.asarray(index)
+    if array.size == 0:
+        array = array.astype(INDEX_DTYPE)
+    if array.dtype.kind not in "iu":
+        raise IndexError(f"{user_source()}: arrays used as indices must be of integer type, not "
+                         f"{array.dtype}")
+    if array.size and (array.min() < -size or array.max() >= size):
+        bad = array[(array < -size) | (array >= size)].flat[0]
+        raise IndexError(f"{user_source()}: index {bad} is out of bounds for axis {axis} with "
+                         f"size {size}")
+    return ctx.node_of(np.where(array < 0, array + size, array).astype(INDEX_DTYPE))
+
+
+def _lift(x: Any) -> Tracer:
+    from .numpy_api import lift_all
+
+    return lift_all([x])[0]
+
+
+def _axis(x: Tracer, axis: int) -> int:
+    if not -x.ndim <= axis < x.ndim:
+        raise ShapeError(f"axis {axis} is out of bounds for array of dimension {x.ndim}",
+                         user_source())
+    return axis % x.ndim
+
+
+def take(a: Any, indices: Any, axis: int | None = None, out: Any = None,
+         mode: str = "raise") -> Tracer:
+    from .numpy_api import ravel, write_out
+
+    if mode != "raise":
+        raise UnsupportedError(f"np.take(..., mode={mode!r}) is not supported; wrap or clip the "
+                               "indices with np.clip / % first", user_source())
+    a = _lift(a)
+    if axis is None:
+        a, axis = ravel(a), 0
+    axis = _axis(a, int(axis))
+    if isinstance(indices, (int, np.integer)) and not isinstance(indices, bool):
+        result = getitem(a, (slice(None),) * axis + (int(indices),))
+    else:
+        ctx = a._ctx
+        index_id = index_node(ctx, indices, a.shape[axis], axis)
+        result = Tracer(ctx, ctx.add(Op.TAKE, (a._id, index_id), {"axis": axis}))
+    return result if out is None else write_out(out, result)
+
+
+def take_along_axis(arr: Any, indices: Any, axis: int | None = -1) -> Tracer:
+    from .numpy_api import ravel
+
+    arr = _lift(arr)
+    if axis is None:
+        arr, axis = ravel(arr), 0
+    axis = _axis(arr, int(axis))
+    ctx = arr._ctx
+    index_id = index_node(ctx, indices, arr.shape[axis], axis)
+    index_shape = ctx.graph.node(index_id).shape
+    if len(index_shape) != arr.ndim:
+        raise ShapeError("take_along_axis: `indices` and `arr` must have the same number of "
+                         f"dimensions (got {len(index_shape)} and {arr.ndim})", user_source())
+    try:
+        return Tracer(ctx, ctx.add(Op.TAKE_ALONG_AXIS, (arr._id, index_id), {"axis": axis}))
+    except ShapeError:
+        raise ShapeError(f"take_along_axis: shapes {arr.shape} and {index_shape} do not "
+                         "broadcast outside the indexed axis", user_source()) from None

@@ -13,12 +13,12 @@ from typing import Any
 import numpy as np
 
 from graphjit.compiler.errors import DTypeError, ShapeError, TracerBoolError, UnsupportedError
-from graphjit.compiler.ops import Op, UFUNC_OPS, normalize_axes
+from graphjit.compiler.ops import Op, UFUNC_OPS, normalize_axes, reduce_shape
 
 from .source import user_source
 from .tracer import (
-    PYTHON_SCALARS, Tracer, TraceContext, _nearest_supported, apply_elementwise, broadcast_node,
-    cast_node, context_of, dtype_operand, reshape_node,
+    Tracer, TraceContext, _nearest_supported, apply_elementwise, broadcast_node,
+    cast_node, context_of, dtype_operand, is_python_scalar, reshape_node,
 )
 
 HANDLED_FUNCTIONS: dict[Callable, Callable] = {}
@@ -120,7 +120,7 @@ def lift(ctx: TraceContext, value: Any) -> Tracer:
         return value
     if isinstance(value, (list, tuple)) and any(isinstance(v, Tracer) for v in value):
         return stack(value)
-    return Tracer(ctx, ctx.node_of(value), weak=isinstance(value, PYTHON_SCALARS))
+    return Tracer(ctx, ctx.node_of(value), weak=is_python_scalar(value))
 
 
 def lift_all(values: Sequence[Any]) -> list[Tracer]:
@@ -147,8 +147,28 @@ def _binary(op: Op) -> Callable:
 UFUNC_HANDLERS = {uf: (_unary(op) if uf.nin == 1 else _binary(op)) for op, uf in UFUNC_OPS.items()}
 
 
+def _square(x: Tracer) -> Tracer:
+    return apply_elementwise(Op.MUL, x, x)
+
+
+# NumPy computes an array to these concrete scalar powers with the ufunc named here (it matters:
+# sqrt(-inf) is NaN where C's pow(-inf, 0.5) is inf); their loop dtype is resolved first.
+SCALAR_POWER_FAST_PATHS: dict[float, Callable[[Tracer], Tracer]] = {
+    0.5: lambda x: apply_elementwise(Op.SQRT, x),
+    2.0: _square,
+    1.0: lambda x: x,
+}
+
+
 def power(a: Any, b: Any) -> Tracer:
-    return apply_elementwise(Op.POW, a, b)
+    fast = None
+    if isinstance(a, Tracer) and isinstance(b, (int, float, np.integer, np.floating)) \
+            and not isinstance(b, (bool, np.bool_)):
+        fast = SCALAR_POWER_FAST_PATHS.get(float(b))
+    if fast is None:
+        return apply_elementwise(Op.POW, a, b)
+    loop = np.power.resolve_dtypes((dtype_operand(a), dtype_operand(b), None))
+    return fast(Tracer(a._ctx, cast_node(a._ctx, a._id, loop[0]), weak=a._weak))
 
 
 def _reciprocal(x: Any) -> Tracer:
@@ -226,10 +246,20 @@ def _axes(x: Tracer, axis: Any) -> tuple[int, ...]:
         raise ShapeError(str(exc), user_source()) from None
 
 
+# logical reductions over an empty axis give their identity (NumPy's max/min would raise)
+EMPTY_REDUCTION_RESULT: dict[str, bool] = {
+    "any": False, "logical_or": False, "all": True, "logical_and": True,
+}
+
+
 def reduce_with(op: Op, x: Any, axis: Any, keepdims: bool, dtype: Any, name: str) -> Tracer:
     x = lift_all([x])[0]
     ctx = x._ctx
     axes = _axes(x, axis)
+    if name in EMPTY_REDUCTION_RESULT and any(x.shape[a] == 0 for a in axes):
+        shape = reduce_shape(x.shape, axes=axes, keepdims=bool(keepdims))
+        filled = ctx.node_of(np.asarray(EMPTY_REDUCTION_RESULT[name]))
+        return Tracer(ctx, broadcast_node(ctx, filled, shape))
     if op in (Op.SUM, Op.PROD):
         probe = np.sum if op is Op.SUM else np.prod
         result_dtype = probe(np.zeros(1, x.dtype), dtype=dtype).dtype
@@ -543,11 +573,14 @@ def where(condition, x=None, y=None):
     return Tracer(ctx, ctx.add(Op.WHERE, tuple(ids)))
 
 
+WEAK_EXAMPLES: dict[str, Any] = {"b": False, "i": 0, "u": 0, "f": 0.0}
+
+
 def _result_type_operand(value: Any) -> Any:
     """np.result_type takes Python scalars as weak values and dtypes as strong types."""
     if isinstance(value, Tracer):
-        return dtype_operand(value)(0) if value._weak else value.dtype
-    if isinstance(value, PYTHON_SCALARS):
+        return WEAK_EXAMPLES[value.dtype.kind] if value._weak else value.dtype
+    if is_python_scalar(value):
         return value
     return np.asarray(value).dtype
 
@@ -574,7 +607,8 @@ def abs_(x):
 def astype(x: Tracer, dtype: Any, order="K", casting="unsafe", subok=True, copy=True) -> Tracer:
     dtype = np.dtype(dtype)
     if dtype.kind not in "biuf":
-        raise DTypeError(f"graphjit does not compile dtype {dtype}", user_source())
+        raise DTypeError(f"graphjit does not compile dtype {dtype}; use float32, float64, "
+                         "int32, int64 or bool", user_source())
     target = _nearest_supported(dtype)
     if target != dtype:
         raise DTypeError(f"graphjit does not compile dtype {dtype}; use float32, float64, int32, "
@@ -745,3 +779,21 @@ def _bool_error(name: str) -> Callable:
 
 for _name in ("allclose", "array_equal", "array_equiv"):
     HANDLED_FUNCTIONS[getattr(np, _name)] = _bool_error(_name)
+
+
+# ---------------------------------------------------------------- registered elsewhere
+
+UFUNC_HANDLERS[np.matmul] = matmul  # a ufunc in NumPy 2: arrives through __array_ufunc__
+
+
+def _register_indexing() -> None:
+    from .indexing import take, take_along_axis
+
+    implements(np.take, method="take")(take)
+    implements(np.take_along_axis)(take_along_axis)
+
+
+_register_indexing()
+
+# these modules register their handlers in the tables above when imported
+from . import compositions, einsum, shape_functions  # noqa: E402,F401

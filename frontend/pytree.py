@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-TreeDef = Any  # ("leaf",) | ("tuple", [defs]) | ("list", [defs]) | ("dict", keys, [defs]) | ("none",)
+# ("leaf",) | ("tuple", [defs]) | ("list", [defs]) | ("dict", keys, [defs]) | ("none",)
+TreeDef = Any
 
 
 def flatten(tree: Any, is_leaf: Callable[[Any], bool] | None = None) -> tuple[list, TreeDef]:

@@ -13,7 +13,8 @@ from graphjit.compiler.ir import Graph
 from graphjit.compiler.ops import Op
 
 from .pytree import TreeDef, flatten
-from .tracer import PYTHON_SCALARS, TraceContext, Tracer
+from .source import user_source
+from .tracer import PYTHON_SCALARS, TraceContext, Tracer, is_python_scalar
 
 
 @dataclass(frozen=True)
@@ -36,25 +37,35 @@ class TracedFunction:
     n_user_outputs: int = 0
 
 
+def is_device_array(value: Any) -> bool:
+    """A CUDA device array: Numba's (real or simulated) or anything exposing
+    __cuda_array_interface__ (CuPy, torch.cuda tensors)."""
+    return hasattr(value, "__cuda_array_interface__") or (
+        hasattr(value, "copy_to_host") and hasattr(value, "shape") and hasattr(value, "dtype"))
+
+
 def leaf_spec(value: Any, where: str) -> LeafSpec:
     if isinstance(value, np.ndarray):
         if not is_supported(value.dtype):
             raise DTypeError(f"{where} has dtype {value.dtype}; graphjit compiles float32, "
                              "float64, int32, int64 and bool arrays: convert it with .astype() "
-                             "before the call, or mark the argument static")
+                             "before the call, or mark the argument static", user_source())
         return LeafSpec(value.shape, value.dtype)
     if isinstance(value, np.generic):
         if not is_supported(value.dtype):
             raise DTypeError(f"{where} has dtype {value.dtype}; graphjit compiles float32, "
-                             "float64, int32, int64 and bool")
+                             "float64, int32, int64 and bool: convert it with .astype() before "
+                             "the call", user_source())
         return LeafSpec((), value.dtype)
-    if isinstance(value, PYTHON_SCALARS):
+    if is_python_scalar(value):
         return LeafSpec((), np.asarray(value).dtype if not isinstance(value, int) or
                         isinstance(value, bool) else np.dtype(np.int64), weak=True)
+    if is_device_array(value):   # target="cuda" uses device arrays in place (no host copy)
+        return LeafSpec(tuple(value.shape), np.dtype(value.dtype))
     raise ArgumentError(f"{where} is of type {type(value).__name__}, which graphjit cannot pass "
                         "to compiled code: pass NumPy arrays, NumPy or Python scalars, or "
                         "tuples/lists/dicts of them, or mark the argument static with "
-                        "gj.jit(static_argnums=...)")
+                        "gj.jit(static_argnums=...)", user_source())
 
 
 def trace(fn: Callable, leaves_specs: Sequence[LeafSpec], rebuild_args: Callable[[list], tuple],
@@ -78,11 +89,11 @@ def trace(fn: Callable, leaves_specs: Sequence[LeafSpec], rebuild_args: Callable
             out_weak.append(leaf._weak)
         elif isinstance(leaf, (np.ndarray, np.generic) + PYTHON_SCALARS):
             graph.outputs.append(ctx.node_of(leaf))
-            out_weak.append(isinstance(leaf, PYTHON_SCALARS))
+            out_weak.append(is_python_scalar(leaf))
         else:
             raise UnsupportedError(f"{graph.name} returned a {type(leaf).__name__}; a jitted "
                                    "function returns arrays, scalars, and tuples/lists/dicts "
-                                   "of them")
+                                   "of them", user_source())
     traced = TracedFunction(graph, out_tree, out_weak, n_user_outputs=len(out_leaves))
     for index, tracer in enumerate(tracers):
         if tracer._id != graph.params[index] and not leaves_specs[index].weak:

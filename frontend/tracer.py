@@ -5,7 +5,6 @@ A `Tracer` is mutable only in which node it names: in-place idioms (`a += b`, `a
 """
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 import numpy as np
@@ -18,6 +17,11 @@ from graphjit.compiler.ops import Op, UFUNC_OPS
 from .source import user_source
 
 PYTHON_SCALARS = (bool, int, float)
+
+
+def is_python_scalar(value: Any) -> bool:
+    """A Python bool/int/float (NEP 50 weak), not a NumPy scalar (np.float64 subclasses float)."""
+    return type(value) in PYTHON_SCALARS
 
 
 class TraceContext:
@@ -39,7 +43,7 @@ class TraceContext:
         return tracer
 
     def node_of(self, value: Any, dtype: np.dtype | None = None) -> int:
-        """The node id for a tracer or a concrete value (as a constant), cast to `dtype` if given."""
+        """The node id for a tracer or a concrete value (a constant), cast to `dtype` if given."""
         if isinstance(value, Tracer):
             self.check_same_trace(value)
             return value._id if dtype is None else cast_node(self, value._id, dtype)
@@ -62,10 +66,14 @@ class TraceContext:
 
 
 def _nearest_supported(dtype: np.dtype) -> np.dtype:
+    dtype = np.dtype(dtype)
+    if is_supported(dtype):
+        return dtype
     if dtype.kind == "f":
         return np.dtype(np.float64) if dtype.itemsize > 4 else np.dtype(np.float32)
     if dtype.kind in "iu":
-        return np.dtype(np.int64) if dtype.itemsize >= 4 else np.dtype(np.int32)
+        wide = dtype.itemsize > 4 or (dtype.kind == "u" and dtype.itemsize == 4)
+        return np.dtype(np.int64) if wide else np.dtype(np.int32)
     if dtype.kind == "b":
         return np.dtype(bool)
     raise DTypeError(f"graphjit does not compile dtype {dtype}; convert it to float32, float64, "
@@ -90,20 +98,23 @@ def reshape_node(ctx: TraceContext, node_id: int, shape: tuple[int, ...]) -> int
     return ctx.add(Op.RESHAPE, (node_id,), {"shape_to": tuple(shape)})
 
 
+# Python bools promote like NumPy bools (they are the lowest kind either way); ints and floats are
+# weak: they take the other operand's precision within their kind.
+WEAK_TYPES: dict[str, Any] = {"b": np.dtype(bool), "i": int, "u": int, "f": float}
+
+
 def dtype_operand(value: Any) -> Any:
     """What `resolve_dtypes` needs for one operand: a dtype, or a Python type when weak (NEP 50)."""
     if isinstance(value, Tracer):
         if value._weak:
-            return {"b": bool, "i": int, "u": int, "f": float}[value.dtype.kind]
+            return WEAK_TYPES[value.dtype.kind]
         return value.dtype
-    if isinstance(value, PYTHON_SCALARS):
-        return type(value)
+    if is_python_scalar(value):
+        return WEAK_TYPES[np.asarray(value).dtype.kind]
     if isinstance(value, (np.ndarray, np.generic)):
         return value.dtype
     if isinstance(value, (list, tuple)):
         return np.asarray(value).dtype
-    if isinstance(value, numbers.Number):
-        return type(value)
     raise UnsupportedError(f"cannot use a value of type {type(value).__name__} in a traced "
                            "computation; pass NumPy arrays or numbers", user_source())
 
@@ -137,7 +148,7 @@ def apply_elementwise(op: Op, *operands: Any, out_dtype: np.dtype | None = None)
     ids = [broadcast_node(ctx, i, shape) for i in ids]
     result = ctx.add(op, tuple(ids))
     weak = all(
-        (isinstance(v, Tracer) and v._weak) or isinstance(v, PYTHON_SCALARS) for v in operands
+        (isinstance(v, Tracer) and v._weak) or is_python_scalar(v) for v in operands
     )
     tracer = Tracer(ctx, result, weak=weak)
     if out_dtype is not None:
@@ -234,7 +245,11 @@ class Tracer:
         raise self._concrete_error("use as a Python index")
 
     def __array__(self, dtype=None, copy=None):
-        raise self._concrete_error("conversion to a concrete NumPy array (np.asarray/np.array)")
+        raise self._concrete_error(
+            "conversion to a concrete NumPy array (np.asarray/np.array, indexing a NumPy array "
+            "with a traced index: pass that array in as an argument, or storing into an array "
+            "made with np.zeros/np.empty: build it from traced values with np.zeros_like, "
+            "np.where or np.concatenate instead)")
 
     def tolist(self):
         raise self._concrete_error("tolist()")

@@ -45,10 +45,12 @@ class CompiledEntry:
         self.out_tree = self.traced.out_tree
         self.run = self.executable.run
 
-    def __call__(self, leaves: list) -> Any:
+    def __call__(self, leaves: list, originals: Sequence | None = None) -> Any:
         outs = self.run(leaves)
+        # write back into the caller's arrays, not the contiguous copies made for the call
+        targets = leaves if originals is None else originals
         for leaf_index, out_index in self.writebacks:
-            np.copyto(leaves[leaf_index], outs[out_index])
+            np.copyto(targets[leaf_index], outs[out_index])
         result = outs[: self.n_user] if self.writebacks else outs
         result = [_to_user(r, weak) for r, weak in zip(result, self.out_weak)]
         if self.out_tree == ("leaf",):
@@ -101,7 +103,7 @@ class JitFunction:
                 entry = self._cache.get(key)
                 if entry is not None:
                     self.hits += 1
-                    return entry(_fast_leaves(args))
+                    return entry(_fast_leaves(args), args)
         if _contains_tracer(args, kwargs):
             # called inside another trace (jit of jit, grad of jit): inline the function
             return self.fn(*args, **kwargs)
@@ -111,7 +113,7 @@ class JitFunction:
             entry = self._compile_locked(key, leaves, rebuild)
         else:
             self.hits += 1
-        return entry(_prepare_leaves(leaves, entry.specs))
+        return entry(_prepare_leaves(leaves, entry.specs), leaves)
 
     def _key_and_leaves(self, args: tuple, kwargs: dict):
         """The cache key, the dynamic leaves and a function that rebuilds (args, kwargs)."""
@@ -276,6 +278,8 @@ def _leaf_key(leaf: Any, n: int, name: str) -> Any:
         return ((), leaf.dtype)
     if isinstance(leaf, np.ndarray):
         return (leaf.shape, leaf.dtype)
+    if hasattr(leaf, "__cuda_array_interface__") or hasattr(leaf, "copy_to_host"):
+        return (tuple(leaf.shape), np.dtype(leaf.dtype))   # a CUDA device array (target="cuda")
     leaf_spec(leaf, f"argument leaf {n} of {name}()")  # raises the clear error
     return kind
 

@@ -1,0 +1,25 @@
+"""Shared pytest set-up: checks on, CUDA simulated, reproducible hypothesis profiles.
+
+The environment variables must be set before anything imports numba or graphjit, which is why they
+sit at the top of conftest (pytest imports it before any test module).
+"""
+import os
+
+os.environ.setdefault("GRAPHJIT_VERIFY", "1")  # run the IR verifier after every pass
+os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")  # CUDA tests run in Numba's simulator
+
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+settings.register_profile(
+    "ci", deadline=None, max_examples=25, derandomize=True, database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile(
+    "dev", deadline=None, max_examples=10, derandomize=True, database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile(
+    "thorough", deadline=None, max_examples=300,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

@@ -1,0 +1,191 @@
+"""The per-function cache: a hit neither traces nor compiles; a new shape, dtype, static value
+or argument structure is a new entry; after 8 recompilations a warning names what changes."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import graphjit as gj
+
+
+class CountingFunction:
+    """A traceable function that counts how often Python runs it (each run is one trace)."""
+
+    def __init__(self):
+        self.calls = 0
+        self.__name__ = "counted"
+
+    def __call__(self, a, b):
+        self.calls += 1
+        return np.tanh(a) * b + 1.0
+
+
+def _x(shape=(3, 4), dtype=np.float32):
+    return np.arange(int(np.prod(shape)), dtype=dtype).reshape(shape) / 7
+
+
+def test_hit_does_not_retrace():
+    fn = CountingFunction()
+    jitted = gj.jit(fn)
+    a, b = _x(), _x()
+    first = jitted(a, b)
+    assert fn.calls == 1
+    for _ in range(5):
+        again = jitted(a + 1, b)
+    assert fn.calls == 1
+    assert jitted.cache_info() == {"hits": 5, "misses": 1, "entries": 1}
+    np.testing.assert_allclose(again, np.tanh(a + 1) * b + 1.0, rtol=1e-6)
+    np.testing.assert_allclose(first, np.tanh(a) * b + 1.0, rtol=1e-6)
+
+
+def test_new_shape_and_dtype_make_new_entries():
+    fn = CountingFunction()
+    jitted = gj.jit(fn)
+    jitted(_x((3, 4)), _x((3, 4)))
+    jitted(_x((2, 4)), _x((2, 4)))
+    jitted(_x((3, 4), np.float64), _x((3, 4)))
+    jitted(_x((3, 4)), _x((4,)))
+    assert fn.calls == 4
+    assert jitted.cache_info() == {"hits": 0, "misses": 4, "entries": 4}
+    jitted(_x((2, 4)), _x((2, 4)))
+    jitted(_x((3, 4)), _x((4,)))
+    assert fn.calls == 4
+    assert jitted.cache_info() == {"hits": 2, "misses": 4, "entries": 4}
+
+
+def test_scalar_arguments_key_on_type_not_value():
+    fn = CountingFunction()
+    jitted = gj.jit(fn)
+    a = _x()
+    np.testing.assert_allclose(jitted(a, 2.0), np.tanh(a) * 2.0 + 1, rtol=1e-6)
+    np.testing.assert_allclose(jitted(a, 3.0), np.tanh(a) * 3.0 + 1, rtol=1e-6)
+    assert fn.calls == 1
+    jitted(a, 3)              # int: a different type, a different entry
+    jitted(a, np.float64(3))  # a NumPy scalar is strong: another entry
+    assert fn.calls == 3
+    assert jitted.cache_info()["entries"] == 3
+
+
+def test_static_arguments_key_on_value():
+    calls = []
+
+    def fn(a, axis):
+        calls.append(axis)
+        return a.sum(axis=axis)
+
+    jitted = gj.jit(fn, static_argnums=1)
+    a = _x()
+    for axis in (0, 1, 0, 1, -1):
+        np.testing.assert_allclose(jitted(a, axis), a.sum(axis=axis), rtol=1e-6)
+    assert calls == [0, 1, -1]
+    assert jitted.cache_info() == {"hits": 2, "misses": 3, "entries": 3}
+
+
+def test_pytree_structure_is_part_of_the_key():
+    calls = []
+
+    def fn(params):
+        calls.append(1)
+        return sum(np.sum(v) for v in params.values())
+
+    jitted = gj.jit(fn)
+    jitted({"w": _x(), "b": _x((4,))})
+    jitted({"w": _x(), "b": _x((4,))})
+    jitted({"w": _x(), "c": _x((4,))})
+    jitted({"w": _x()})
+    assert len(calls) == 3
+    assert jitted.cache_info() == {"hits": 1, "misses": 3, "entries": 3}
+
+
+def test_keyword_and_positional_calls():
+    calls = []
+
+    def fn(a, b):
+        calls.append(1)
+        return a - b
+
+    jitted = gj.jit(fn)
+    a, b = _x(), _x() * 2
+    np.testing.assert_allclose(jitted(a, b=b), a - b)
+    np.testing.assert_allclose(jitted(a, b=b), a - b)
+    np.testing.assert_allclose(jitted(b=b, a=a), a - b)
+    assert jitted.cache_info()["hits"] >= 1
+    assert len(calls) <= 2
+
+
+def test_noncontiguous_arguments_share_the_entry():
+    fn = CountingFunction()
+    jitted = gj.jit(fn)
+    big = _x((6, 8))
+    jitted(big[::2, ::2], big[1::2, 1::2])
+    result = jitted(big[:3, :4], np.ascontiguousarray(big[:3, 4:]))
+    assert fn.calls == 1
+    np.testing.assert_allclose(result, np.tanh(big[:3, :4]) * big[:3, 4:] + 1.0, rtol=1e-6)
+
+
+def test_cache_clear():
+    fn = CountingFunction()
+    jitted = gj.jit(fn)
+    jitted(_x(), _x())
+    jitted.cache_clear()
+    assert jitted.cache_info() == {"hits": 0, "misses": 0, "entries": 0}
+    jitted(_x(), _x())
+    assert fn.calls == 2
+
+
+def test_caches_belong_to_each_function():
+    fn_a, fn_b = CountingFunction(), CountingFunction()
+    first, second = gj.jit(fn_a), gj.jit(fn_b)
+    first(_x(), _x())
+    assert second.cache_info() == {"hits": 0, "misses": 0, "entries": 0}
+
+
+def test_recompile_warning_names_the_changing_argument():
+    def fn(tokens, weights):
+        return tokens @ weights
+
+    jitted = gj.jit(fn)
+    weights = _x((4, 2))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for rows in range(1, 9):          # 8 compilations: no warning yet
+            jitted(_x((rows, 4)), weights)
+        assert not [w for w in caught if "graphjit" in str(w.message)]
+        jitted(_x((9, 4)), weights)       # the 9th compilation is the 8th recompilation
+        jitted(_x((10, 4)), weights)      # warned once only
+    messages = [str(w.message) for w in caught if "graphjit" in str(w.message)]
+    assert len(messages) == 1, messages
+    assert "'tokens'" in messages[0]
+    assert "'weights'" not in messages[0]
+    assert jitted.cache_info()["misses"] == 10
+
+
+def test_no_warning_for_a_few_shapes_called_many_times():
+    jitted = gj.jit(lambda a: a * 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(5):
+            for rows in (1, 2, 3):
+                jitted(_x((rows, 4)))
+    assert jitted.cache_info() == {"hits": 12, "misses": 3, "entries": 3}
+
+
+@pytest.mark.parametrize("decorate", ["bare", "called", "static"])
+def test_decorator_forms(decorate):
+    if decorate == "bare":
+        @gj.jit
+        def fn(a):
+            return a + 1
+    elif decorate == "called":
+        @gj.jit()
+        def fn(a):
+            return a + 1
+    else:
+        @gj.jit(static_argnames=("unused",))
+        def fn(a, unused=None):
+            return a + 1
+    np.testing.assert_allclose(fn(_x()), _x() + 1)
+    assert isinstance(fn, gj.JitFunction)
+    assert fn.cache_info()["entries"] == 1

@@ -1,0 +1,273 @@
+"""Every error the tracer raises on purpose: a graphjit error, raised at trace time, whose message
+names this file and the offending line and says what to do instead."""
+from __future__ import annotations
+
+import inspect
+import os
+
+import numpy as np
+import pytest
+
+import graphjit as gj
+from graphjit import ArgumentError, DTypeError, ShapeError, TracerBoolError, UnsupportedError
+
+THIS_FILE = os.path.basename(__file__)
+
+
+def line_of(fn, text: str) -> int:
+    """The absolute line number of the first line of `fn`'s source that contains `text`."""
+    lines, first = inspect.getsourcelines(fn)
+    for offset, line in enumerate(lines):
+        if text in line and "line_of" not in line and not line.lstrip().startswith("def "):
+            return first + offset
+    raise AssertionError(f"{text!r} not in the source of {fn.__name__}")
+
+
+def expect_error(fn, error: type, line: int, *args, hints: tuple[str, ...] = (), **jit_kw):
+    with pytest.raises(error) as info:
+        gj.jit(fn, **jit_kw)(*args)
+    message = str(info.value)
+    assert isinstance(info.value, gj.GraphjitError)
+    assert f"{THIS_FILE}:{line}" in message, message
+    for hint in hints:
+        assert hint in message, f"{hint!r} missing from: {message}"
+    assert info.value.__cause__ is None  # no chained traceback from NumPy, LLVM or Numba
+    return message
+
+
+X = np.arange(12, dtype=np.float32).reshape(3, 4)
+
+
+# ---------------------------------------------------------------- concrete values of tracers
+
+def test_if_on_a_traced_value():
+    def fn(a):
+        if a.sum() > 0:
+            return a
+        return -a
+
+    expect_error(fn, TracerBoolError, line_of(fn, "if a.sum()"), X,
+                 hints=("np.where", "static_argnums"))
+
+
+def test_while_on_a_traced_value():
+    def fn(a):
+        while a.max() > 1:
+            a = a / 2
+        return a
+
+    expect_error(fn, TracerBoolError, line_of(fn, "while"), X, hints=("np.where",))
+
+
+def test_bool_float_int_of_traced_values():
+    def as_bool(a):
+        return bool(a.any())
+
+    def as_float(a):
+        return a * float(a.mean())
+
+    def as_int(a):
+        return a[: int(a.argmax())]
+
+    def logical_and(a):
+        return (a > 0) and (a < 5)
+
+    expect_error(as_bool, TracerBoolError, line_of(as_bool, "bool("), X, hints=("bool()",))
+    expect_error(as_float, TracerBoolError, line_of(as_float, "float("), X, hints=("float()",))
+    expect_error(as_int, TracerBoolError, line_of(as_int, "int("), X, hints=("int()",))
+    expect_error(logical_and, TracerBoolError, line_of(logical_and, " and "), X,
+                 hints=("np.where",))
+
+
+def test_item_and_tolist_of_traced_values():
+    def item(a):
+        return a.sum().item()
+
+    expect_error(item, TracerBoolError, line_of(item, ".item()"), X)
+
+
+def test_storing_into_a_concrete_array():
+    def fn(a):
+        out = np.zeros(a.shape, np.float32)
+        out[0] = a[0]
+        return out
+
+    expect_error(fn, TracerBoolError, line_of(fn, "out[0] ="), X, hints=("np.zeros_like",))
+
+
+# ---------------------------------------------------------------- unsupported functions
+
+def test_unsupported_numpy_function():
+    def fn(a):
+        return np.linalg.inv(a[:3, :3])
+
+    expect_error(fn, UnsupportedError, line_of(fn, "inv"), X,
+                 hints=("np.linalg.inv is not supported", "pass the result in as an argument"))
+
+
+def test_unsupported_ufunc():
+    def fn(a):
+        return np.arccosh(a)
+
+    expect_error(fn, UnsupportedError, line_of(fn, "arccosh"), X, hints=("np.arccosh",))
+
+
+def test_unsupported_sort():
+    def fn(a):
+        return np.sort(a, axis=-1)
+
+    expect_error(fn, UnsupportedError, line_of(fn, "np.sort"), X, hints=("np.sort",))
+
+
+def test_unsupported_pad_mode():
+    def fn(a):
+        return np.pad(a, 1, mode="reflect")
+
+    expect_error(fn, UnsupportedError, line_of(fn, "np.pad"), X, hints=("mode='constant'",))
+
+
+# ---------------------------------------------------------------- shapes
+
+def test_incompatible_broadcast():
+    def fn(a, b):
+        return a + b
+
+    message = expect_error(fn, ShapeError, line_of(fn, "a + b"), X, np.ones(5, np.float32),
+                           hints=("broadcast",))
+    assert "(3, 4)" in message and "(5,)" in message
+
+
+def test_incompatible_broadcast_in_where():
+    def fn(a, b):
+        return np.where(a > 0, a, b)
+
+    expect_error(fn, ShapeError, line_of(fn, "np.where"), X, np.ones(5, np.float32),
+                 hints=("broadcast",))
+
+
+def test_incompatible_matmul():
+    def fn(a, b):
+        return a @ b
+
+    message = expect_error(fn, ShapeError, line_of(fn, "a @ b"), X, np.ones((5, 2), np.float32))
+    assert "(3, 4)" in message and "(5, 2)" in message
+
+
+def test_bad_reshape():
+    def fn(a):
+        return a.reshape(5, -1)
+
+    expect_error(fn, ShapeError, line_of(fn, "reshape"), X, hints=("cannot reshape",))
+
+
+def test_bad_einsum():
+    def fn(a, b):
+        return np.einsum("ij,jk->ik", a, b)
+
+    expect_error(fn, ShapeError, line_of(fn, "einsum"), X, np.ones((5, 2), np.float32))
+
+
+def test_out_of_bounds_index():
+    def fn(a):
+        return a[:, 7]
+
+    with pytest.raises(IndexError, match=f"{THIS_FILE}:{line_of(fn, 'a[:, 7]')}"):
+        gj.jit(fn)(X)
+
+
+# ---------------------------------------------------------------- data-dependent shapes
+
+def test_boolean_mask_read_suggests_where():
+    def fn(a):
+        return a[a > 2].sum()
+
+    expect_error(fn, UnsupportedError, line_of(fn, "a[a > 2]"), X,
+                 hints=("np.where", "depends on the data"))
+
+
+def test_one_argument_where():
+    def fn(a):
+        return np.where(a > 2)
+
+    expect_error(fn, UnsupportedError, line_of(fn, "np.where"), X,
+                 hints=("np.where(condition, x, y)",))
+
+
+# ---------------------------------------------------------------- arguments and dtypes
+
+def test_unsupported_argument_type():
+    def fn(a, name):
+        return a
+
+    line = line_of(test_unsupported_argument_type, 'gj.jit(fn)(X, "relu")')
+    with pytest.raises(ArgumentError) as info:
+        gj.jit(fn)(X, "relu")
+    message = str(info.value)
+    assert f"{THIS_FILE}:{line}" in message
+    assert "static_argnums" in message and "str" in message
+
+
+def test_unsupported_argument_object():
+    class Opaque:
+        pass
+
+    def fn(a, obj):
+        return a
+
+    line = line_of(test_unsupported_argument_object, "gj.jit(fn)(X, Opaque())")
+    with pytest.raises(ArgumentError, match=f"{THIS_FILE}:{line}"):
+        gj.jit(fn)(X, Opaque())
+
+
+def test_wrong_argument_dtype():
+    def fn(a):
+        return a * 2
+
+    line = line_of(test_wrong_argument_dtype, "gj.jit(fn)(X.astype(np.complex64))")
+    with pytest.raises(DTypeError) as info:
+        gj.jit(fn)(X.astype(np.complex64))
+    assert f"{THIS_FILE}:{line}" in str(info.value)
+    assert ".astype()" in str(info.value)
+    line = line_of(test_wrong_argument_dtype, "gj.jit(fn)(X.astype(np.float16))")
+    with pytest.raises(DTypeError, match=f"{THIS_FILE}:{line}"):
+        gj.jit(fn)(X.astype(np.float16))
+
+
+def test_wrong_dtype_inside():
+    def to_complex(a):
+        return a.astype(np.complex64)
+
+    def bitwise(a):
+        return a.astype(np.int32) & 3
+
+    expect_error(to_complex, DTypeError, line_of(to_complex, "astype"), X,
+                 hints=("float32, float64, int32, int64 or bool",))
+    expect_error(bitwise, UnsupportedError, line_of(bitwise, "& 3"), X, hints=("boolean",))
+
+
+def test_inplace_cast_that_numpy_rejects():
+    def fn(a):
+        i = a.astype(np.int32)
+        i += a
+        return i
+
+    expect_error(fn, DTypeError, line_of(fn, "i += a"), X, hints=("same_kind", ".astype()"))
+
+
+def test_unsupported_return_value():
+    def fn(a):
+        return "done"
+
+    line = line_of(test_unsupported_return_value, "gj.jit(fn)(X)")
+    with pytest.raises(UnsupportedError, match=f"{THIS_FILE}:{line}"):
+        gj.jit(fn)(X)
+
+
+def test_errors_name_the_innermost_user_line_in_helpers():
+    def helper(a):
+        return a @ a
+
+    def fn(a):
+        return helper(a) + 1
+
+    expect_error(fn, ShapeError, line_of(helper, "a @ a"), X)
