@@ -1,4 +1,6 @@
-"""GPU benchmarks of the CUDA backend (issue 4 §7). Needs an NVIDIA GPU: `python benchmarks/gpu.py`.
+"""GPU benchmarks of the CUDA backend (issue 4 §7).
+
+Needs an NVIDIA GPU: `python benchmarks/gpu.py`.
 
 Measures, on device-resident float32 inputs (no host copies in the timed region):
 - the device's copy bandwidth (device-to-device copy of 1.6e8 float32, read + write counted);
@@ -32,6 +34,7 @@ RESULTS = Path(__file__).resolve().parent / "results-gpu.md"
 N_ELEMENTWISE = 160_000_000
 ROWS, COLS = 65536, 1024
 MLP_BATCH = 4096
+MLP_SIZES = (784, 512, 10)
 MATMUL_SIZE = 4096
 
 
@@ -141,7 +144,8 @@ def measure() -> list[tuple[str, str, str]]:
     rows: list[tuple[str, str, str]] = []
 
     bandwidth = copy_bandwidth(N_ELEMENTWISE)
-    rows.append(("device copy, 1.6e8 f32", f"{2 * 4 * N_ELEMENTWISE / bandwidth / 1e6:.3f} ms",
+    copy_ms = 2 * 4 * N_ELEMENTWISE / bandwidth / 1e6
+    rows.append((f"device copy, {N_ELEMENTWISE:.1e} f32", f"{copy_ms:.3f} ms",
                  f"{bandwidth:.0f} GB/s (read + write)"))
 
     small = rng.standard_normal(100_000, dtype=np.float32)
@@ -149,7 +153,7 @@ def measure() -> list[tuple[str, str, str]]:
     for fn in (chain, gelu):
         seconds, first = time_graphjit(fn, (x,), check_args=(small,))
         achieved = 2 * 4 * N_ELEMENTWISE / seconds / 1e9
-        rows.append((f"{fn.__name__}, 1.6e8 f32", f"{seconds * 1e3:.3f} ms",
+        rows.append((f"{fn.__name__}, {N_ELEMENTWISE:.1e} f32", f"{seconds * 1e3:.3f} ms",
                      f"{achieved:.0f} GB/s = {achieved / bandwidth:.0%} of copy bandwidth "
                      f"(first call {first:.2f} s)"))
     del x
@@ -166,13 +170,16 @@ def measure() -> list[tuple[str, str, str]]:
                  f"{2 * x.nbytes / seconds / 1e9:.0f} GB/s effective"))
     del x
 
-    batch = rng.standard_normal((MLP_BATCH, 784), dtype=np.float32)
-    w1 = (rng.standard_normal((784, 512), dtype=np.float32) * np.sqrt(2 / 784)).astype(np.float32)
-    b1 = np.zeros(512, np.float32)
-    w2 = (rng.standard_normal((512, 10), dtype=np.float32) * np.sqrt(2 / 512)).astype(np.float32)
-    b2 = np.zeros(10, np.float32)
+    inputs, hidden, classes = MLP_SIZES
+    batch = rng.standard_normal((MLP_BATCH, inputs), dtype=np.float32)
+    w1 = (rng.standard_normal((inputs, hidden), dtype=np.float32)
+          * np.float32(np.sqrt(2 / inputs)))
+    b1 = np.zeros(hidden, np.float32)
+    w2 = (rng.standard_normal((hidden, classes), dtype=np.float32)
+          * np.float32(np.sqrt(2 / hidden)))
+    b2 = np.zeros(classes, np.float32)
     seconds, _ = time_graphjit(mlp, (batch, w1, b1, w2, b2), rtol=1e-3, atol=1e-3)
-    flops = 2 * MLP_BATCH * (784 * 512 + 512 * 10)
+    flops = 2 * MLP_BATCH * (inputs * hidden + hidden * classes)
     rows.append((f"MLP forward, batch {MLP_BATCH}", f"{seconds * 1e3:.3f} ms",
                  f"{flops / seconds / 1e12:.2f} TFLOP/s"))
 
@@ -182,10 +189,10 @@ def measure() -> list[tuple[str, str, str]]:
     seconds, _ = time_graphjit(matmul, (a, b), rtol=1e-3, atol=1e-2,
                                check_args=(a[:256, :512].copy(), b[:512, :128].copy()))
     flops = 2 * size ** 3
-    rows.append(("matmul 4096^3 f32, graphjit", f"{seconds * 1e3:.3f} ms",
+    rows.append((f"matmul {size}^3 f32, graphjit", f"{seconds * 1e3:.3f} ms",
                  f"{flops / seconds / 1e12:.2f} TFLOP/s"))
     for peer, peer_seconds in peer_matmul(a, b).items():
-        rows.append((f"matmul 4096^3 f32, {peer}", f"{peer_seconds * 1e3:.3f} ms",
+        rows.append((f"matmul {size}^3 f32, {peer}", f"{peer_seconds * 1e3:.3f} ms",
                      f"{flops / peer_seconds / 1e12:.2f} TFLOP/s; graphjit at "
                      f"{peer_seconds / seconds:.0%} of {peer}"))
     return rows

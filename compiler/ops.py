@@ -80,6 +80,10 @@ class Op(enum.Enum):
     GETITEM = "getitem"
     SETITEM = "setitem"
     SCATTER_ADD = "scatter_add"
+    # counter-based randomness: pure functions of (key, shape)
+    RANDOM_UNIFORM = "random_uniform"
+    RANDOM_NORMAL = "random_normal"
+    RANDOM_SPLIT = "random_split"
 
     def __repr__(self) -> str:
         return f"Op.{self.name}"
@@ -239,10 +243,11 @@ def take_rule(shape: Shape, index: Shape, *, axis: int) -> Shape:
 def take_along_axis_rule(shape: Shape, index: Shape, *, axis: int) -> Shape:
     if len(shape) != len(index):
         raise ValueError("take_along_axis: indices and array must have the same rank")
-    return np.broadcast_shapes(
+    outside = np.broadcast_shapes(  # the indexed axis takes the index's length, others broadcast
         tuple(1 if i == axis else d for i, d in enumerate(shape)),
         tuple(1 if i == axis else d for i, d in enumerate(index)),
-    )[:axis] + (index[axis],) + np.broadcast_shapes(shape, index)[axis + 1:]
+    )
+    return outside[:axis] + (index[axis],) + outside[axis + 1:]
 
 
 # ---------------------------------------------------------------- index-key templates
@@ -385,6 +390,63 @@ OPS.update({
     Op.SETITEM: OpDef(Op.SETITEM, OpKind.INDEX, None, setitem_rule, first_dtype, _setitem_impl),
     Op.SCATTER_ADD: OpDef(Op.SCATTER_ADD, OpKind.INDEX, None, setitem_rule, first_dtype,
                           _scatter_add_impl),
+})
+
+# ---------------------------------------------------------------- counter-based randomness
+# A key is int64[2] (the 128-bit Philox key). Each op reads Philox's stream at its own counter
+# domain, so a result is a pure function of (key, shape, dtype): the same key gives the same
+# numbers eagerly, interpreted or compiled, and CSE may merge equal random nodes.
+
+RANDOM_KEY_SHAPE: Shape = (2,)
+_RANDOM_DOMAINS: dict[str, int] = {"uniform": 0, "normal": 1, "split": 2}
+
+
+def _philox(key: np.ndarray, domain: str) -> np.random.Generator:
+    words = np.ascontiguousarray(np.asarray(key).reshape(2), dtype=np.int64).view(np.uint64)
+    counter = np.array([0, 0, 0, _RANDOM_DOMAINS[domain]], dtype=np.uint64)
+    return np.random.Generator(np.random.Philox(counter=counter, key=words))
+
+
+def random_shape(key: Shape, *, shape: Shape, dtype: np.dtype) -> Shape:
+    if tuple(key) != RANDOM_KEY_SHAPE:
+        raise ValueError(f"a random key has shape {RANDOM_KEY_SHAPE}, got {key}")
+    return tuple(shape)
+
+
+def random_dtype(key: np.dtype, *, shape: Shape, dtype: np.dtype) -> np.dtype:
+    if np.dtype(key).kind not in "iu":
+        raise TypeError(f"a random key is an integer array, got dtype {key}")
+    if np.dtype(dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise TypeError(f"random floats are float32 or float64, not {dtype}")
+    return np.dtype(dtype)
+
+
+def split_shape(key: Shape, *, num: int) -> Shape:
+    random_shape(key, shape=(), dtype=np.dtype(np.float64))
+    return (num, *RANDOM_KEY_SHAPE)
+
+
+def _uniform_impl(key: np.ndarray, *, shape: Shape, dtype: np.dtype) -> np.ndarray:
+    return _philox(key, "uniform").random(shape, dtype=dtype)
+
+
+def _normal_impl(key: np.ndarray, *, shape: Shape, dtype: np.dtype) -> np.ndarray:
+    return _philox(key, "normal").standard_normal(shape, dtype=dtype)
+
+
+def _split_impl(key: np.ndarray, *, num: int) -> np.ndarray:
+    bounds = np.iinfo(np.int64)
+    return _philox(key, "split").integers(bounds.min, bounds.max, size=(num, 2), dtype=np.int64,
+                                          endpoint=True)
+
+
+OPS.update({
+    Op.RANDOM_UNIFORM: OpDef(Op.RANDOM_UNIFORM, OpKind.RANDOM, 1, random_shape, random_dtype,
+                             _uniform_impl),
+    Op.RANDOM_NORMAL: OpDef(Op.RANDOM_NORMAL, OpKind.RANDOM, 1, random_shape, random_dtype,
+                            _normal_impl),
+    Op.RANDOM_SPLIT: OpDef(Op.RANDOM_SPLIT, OpKind.RANDOM, 1, split_shape, index_dtype,
+                           _split_impl),
 })
 
 # Groups that passes match on.

@@ -33,4 +33,5 @@ def compile(graph: Graph, target: str, stats: dict[str, float]) -> tuple[Any, An
     else:
         backend = CPUBackend()
     executable = backend.compile(program, stats)
-    return executable, program, dict(getattr(executable, "texts", {}))
+    # not copied: a backend may make some texts (the assembly) only when first asked for
+    return executable, program, getattr(executable, "texts", {})

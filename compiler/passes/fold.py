@@ -19,6 +19,7 @@ def fold_constants(graph: Graph) -> Graph:
             return None  # a broadcast of a small constant stays small: kernels read it for free
         with np.errstate(all="ignore"):
             value = eval_node(node, [new.const_value(a) for a in node.args])
-        return new.const(np.ascontiguousarray(value), node.dtype, node.source)
+        # ascontiguousarray makes 0-d results 1-d: restore the node's shape
+        return new.const(np.ascontiguousarray(value).reshape(node.shape), node.dtype, node.source)
 
     return rebuild(graph, fold)

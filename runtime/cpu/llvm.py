@@ -1,0 +1,356 @@
+"""LLVM through llvmlite: one module per program, optimised at O3 for the host, run with MCJIT.
+
+Compilation is split in two so that a disk cache can skip the expensive half:
+    optimise + emit object code   (`compile_ir`: LLVM's optimiser and code generator)
+    load object code into MCJIT   (`load_object`: relocation only, no LLVM optimisation)
+`compile_ir` itself goes through `load_object`, so the cached path and the fresh path run the same
+loader and a cache hit behaves exactly like a fresh compile.
+
+LLVM's global state (the context, target registry) is not thread-safe, so every entry point holds
+one module-level lock; jit compiles from several Python threads therefore serialise here.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+import llvmlite
+import llvmlite.binding as llvm
+from llvmlite import ir
+
+from graphjit.compiler.errors import CompileError
+
+OPT_LEVEL = 3
+_LLVM_LOCK = threading.RLock()
+
+
+@dataclass
+class _Host:
+    """The target machine for this CPU, created once."""
+
+    cpu: str
+    features: str
+    triple: str
+    machine: llvm.TargetMachine
+
+
+_host: _Host | None = None
+
+
+def _host_target() -> _Host:
+    """Initialise llvmlite's native target once (thread-safely) and build the host machine."""
+    global _host
+    if _host is not None:
+        return _host
+    with _LLVM_LOCK:
+        if _host is None:
+            llvm.initialize_native_target()
+            llvm.initialize_native_asmprinter()
+            cpu = llvm.get_host_cpu_name()
+            features = llvm.get_host_cpu_features().flatten()
+            triple = llvm.get_process_triple()
+            _host = _Host(cpu, features, triple, _new_machine(triple, cpu, features))
+    return _host
+
+
+def _new_machine(triple: str, cpu: str, features: str) -> llvm.TargetMachine:
+    target = llvm.Target.from_triple(triple)
+    # jitdefault (large) code model: calls to libm/BLAS symbols may be far away.
+    return target.create_target_machine(cpu=cpu, features=features, opt=OPT_LEVEL,
+                                        reloc="default", codemodel="jitdefault")
+
+
+def host_description() -> str:
+    """What object code depends on besides the IR: CPU, features, triple and llvmlite version.
+
+    A disk-cache key must include it so code built for another CPU or LLVM is never loaded."""
+    host = _host_target()
+    return f"{host.triple}|{host.cpu}|{host.features}|llvmlite-{llvmlite.__version__}"
+
+
+@dataclass
+class NativeLibrary:
+    """Loaded machine code: symbol addresses, plus the texts shown by `lower().as_text`."""
+
+    engine: llvm.ExecutionEngine
+    object_code: bytes
+    texts: Mapping[str, str] = field(default_factory=dict)
+
+    def address(self, name: str) -> int:
+        with _LLVM_LOCK:
+            address = self.engine.get_function_address(name)
+        if not address:
+            raise CompileError(f"symbol {name!r} is missing from the compiled module")
+        return address
+
+
+_registered: dict[str, int] = {}
+
+
+def register_symbol(name: str, address: int) -> None:
+    """Bind an external symbol of our modules to an address in this process (once per name)."""
+    with _LLVM_LOCK:
+        if _registered.get(name) != address:
+            llvm.add_symbol(name, address)
+            _registered[name] = address
+
+
+def link_modules(texts: list[str], name: str = "graphjit") -> llvm.ModuleRef:
+    """Parse each LLVM IR text and link them into one module (kernels + program entries)."""
+    host = _host_target()
+    with _LLVM_LOCK:
+        try:
+            module = llvm.parse_assembly(f'; ModuleID = "{name}"\n')
+            module.name = name
+            module.triple = host.triple
+            module.data_layout = str(host.machine.target_data)
+            for text in texts:
+                part = llvm.parse_assembly(text)
+                part.triple = host.triple
+                part.data_layout = module.data_layout
+                module.link_in(part)
+            module.verify()
+        except RuntimeError as exc:
+            raise CompileError(f"LLVM rejected the generated IR: {exc}") from None
+    return module
+
+
+def optimise(module: llvm.ModuleRef) -> None:
+    """The new pass manager's O3 pipeline, with the loop and SLP vectorisers on."""
+    host = _host_target()
+    with _LLVM_LOCK:
+        tuning = llvm.create_pipeline_tuning_options(speed_level=OPT_LEVEL)
+        tuning.loop_vectorization = True
+        tuning.slp_vectorization = True
+        tuning.loop_unrolling = True
+        builder = llvm.create_pass_builder(host.machine, tuning)
+        builder.getModulePassManager().run(module, builder)
+
+
+class ModuleTexts(Mapping):
+    """The texts of a compiled module: "llvm" (optimised IR) and "asm" (host assembly).
+
+    Each is made when first asked for: the assembly costs a second run of the code generator, and
+    after a disk-cache hit even the optimised IR has to be recomputed from the source modules."""
+
+    def __init__(self, llvm_text: str | None = None, sources: list[str] | None = None):
+        self._texts = {} if llvm_text is None else {"llvm": llvm_text}
+        self._sources = sources
+
+    def __getitem__(self, key: str) -> str:
+        if key not in ("llvm", "asm"):
+            raise KeyError(key)
+        if "llvm" not in self._texts:
+            module = link_modules(self._sources or [])
+            optimise(module)
+            self._texts["llvm"] = str(module)
+        if key == "asm" and "asm" not in self._texts:
+            self._texts["asm"] = assembly_of(self._texts["llvm"])
+        return self._texts[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(("llvm", "asm"))
+
+    def __len__(self) -> int:
+        return 2
+
+
+def assembly_of(llvm_text: str) -> str:
+    """Host assembly of optimised LLVM IR (no further optimisation)."""
+    host = _host_target()
+    with _LLVM_LOCK:
+        try:
+            return host.machine.emit_assembly(llvm.parse_assembly(llvm_text))
+        except RuntimeError as exc:
+            raise CompileError(f"LLVM failed to emit assembly: {exc}") from None
+
+
+def compile_ir(texts: list[str], name: str = "graphjit") -> NativeLibrary:
+    """Link, optimise, emit object code and load it. `texts` are LLVM IR modules (as text)."""
+    module = link_modules(texts, name)
+    host = _host_target()
+    try:
+        optimise(module)
+        with _LLVM_LOCK:
+            object_code = host.machine.emit_object(module)
+            module_texts = ModuleTexts(str(module))
+    except RuntimeError as exc:
+        raise CompileError(f"LLVM failed to compile the module: {exc}") from None
+    return load_object(object_code, module_texts)
+
+
+def load_object(object_code: bytes, texts: Mapping[str, str] | None = None) -> NativeLibrary:
+    """Relocate object code into a fresh MCJIT engine (no LLVM optimisation runs)."""
+    host = _host_target()
+    with _LLVM_LOCK:
+        try:
+            empty = llvm.parse_assembly("")
+            empty.triple = host.triple
+            # The engine takes ownership of (and later frees) its target machine: give it its own.
+            machine = _new_machine(host.triple, host.cpu, host.features)
+            engine = llvm.create_mcjit_compiler(empty, machine)
+            engine.add_object_file(llvm.ObjectFileRef.from_data(object_code))
+            engine.finalize_object()
+        except RuntimeError as exc:
+            raise CompileError(f"could not load compiled object code: {exc}") from None
+    return NativeLibrary(engine, object_code, texts if texts is not None else {})
+
+
+# ---------------------------------------------------------------- program entry functions
+#
+# A native segment is `void name(PyObject *leaves, PyObject *outputs, char **table)`. The first
+# segment of a program also binds the call's arrays: it reads each array's data pointer straight
+# from the list of leaves (and of fresh outputs) into the pointer table, which saves the ~2 us per
+# array that `ndarray.ctypes.data` costs in Python. This reads two CPython/NumPy struct fields
+# whose offsets `object_layout_ok()` checks once at start-up (the runtime falls back to binding
+# in Python if they ever differ). Then it calls its kernels in order, each over all its items.
+
+LIST_ITEMS_OFFSET = 24    # PyListObject: ob_refcnt, ob_type, ob_size, then ob_item (PyObject **)
+ARRAY_DATA_OFFSET = 16    # PyArrayObject: ob_refcnt, ob_type, then data (char *)
+
+_PTR = ir.PointerType()
+_I8 = ir.IntType(8)
+_I64 = ir.IntType(64)
+KERNEL_TYPE = ir.FunctionType(ir.VoidType(), [_PTR, _I64, _I64])
+SEGMENT_TYPE = ir.FunctionType(ir.VoidType(), [_PTR, _PTR, _PTR])
+
+
+@functools.lru_cache(maxsize=None)
+def object_layout_ok() -> bool:
+    """Whether list items and ndarray data sit at the offsets the entry functions read."""
+    import numpy as np
+
+    array = np.empty(3)
+    holder = [array]
+    items = ctypes.c_void_p.from_address(id(holder) + LIST_ITEMS_OFFSET).value
+    first = ctypes.c_void_p.from_address(items).value if items else None
+    data = ctypes.c_void_p.from_address(id(array) + ARRAY_DATA_OFFSET).value
+    return first == id(array) and data == array.ctypes.data
+
+
+@dataclass(frozen=True)
+class KernelCall:
+    """A rendered loop kernel run over all its work items."""
+
+    symbol: str
+    extent: int
+
+
+@dataclass(frozen=True)
+class GemmCall:
+    """?gemm on buffers of the table, once per batch element (see blas.GemmPlan). It calls the
+    external symbol BLAS_SYMBOLS[routine], which `register_symbol` binds to SciPy's BLAS in this
+    process before any object code is loaded (so cached object code relocates correctly)."""
+
+    name: str                        # prefix of this call's constants
+    routine: str                     # "sgemm" or "dgemm"
+    trans_b: bytes
+    trans_a: bytes
+    ints: tuple[int, ...]            # n, m, k, ldb, lda, ldc
+    buffers: tuple[int, int, int]    # a, b, c
+    offsets: tuple[tuple[int, int, int], ...]
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One native entry function: optional binding of the call's arrays, then calls in order."""
+
+    name: str
+    # (table slot, position in the list) for every array the segment binds
+    bind_leaves: tuple[tuple[int, int], ...] = ()
+    bind_outputs: tuple[tuple[int, int], ...] = ()
+    calls: tuple[KernelCall | GemmCall, ...] = ()
+
+
+BLAS_SYMBOLS = {"sgemm": "gj_blas_sgemm", "dgemm": "gj_blas_dgemm"}
+GEMM_TYPE = ir.FunctionType(ir.VoidType(), [_PTR] * 13)
+_BLAS_SCALARS = {"sgemm": ir.FloatType(), "dgemm": ir.DoubleType()}
+_I32 = ir.IntType(32)
+
+
+def segments_ir(segments: list[Segment]) -> str:
+    """LLVM IR text of the entry functions (kernels are declared, linked in from their modules)."""
+    module = ir.Module("graphjit_entries")
+    kernels: dict[str, ir.Function] = {}
+    routines: dict[str, ir.Function] = {}
+    for segment in segments:
+        for call in segment.calls:
+            if isinstance(call, KernelCall) and call.symbol not in kernels:
+                kernels[call.symbol] = ir.Function(module, KERNEL_TYPE, call.symbol)
+            if isinstance(call, GemmCall) and call.routine not in routines:
+                routines[call.routine] = ir.Function(module, GEMM_TYPE,
+                                                     BLAS_SYMBOLS[call.routine])
+    for segment in segments:
+        _define_segment(module, segment, kernels, routines)
+    return str(module)
+
+
+def _define_segment(module: ir.Module, segment: Segment, kernels: dict[str, ir.Function],
+                    routines: dict[str, ir.Function]) -> None:
+    function = ir.Function(module, SEGMENT_TYPE, segment.name)
+    leaves, outputs, table = function.args
+    leaves.name, outputs.name, table.name = "leaves", "outputs", "table"
+    builder = ir.IRBuilder(function.append_basic_block("entry"))
+    _bind_arrays(builder, leaves, table, segment.bind_leaves, "leaf")
+    _bind_arrays(builder, outputs, table, segment.bind_outputs, "out")
+    for call in segment.calls:
+        if isinstance(call, KernelCall):
+            builder.call(kernels[call.symbol],
+                         [table, ir.Constant(_I64, 0), ir.Constant(_I64, call.extent)])
+        else:
+            _emit_gemm(builder, module, call, routines[call.routine], table)
+    builder.ret_void()
+
+
+def _private_constant(module: ir.Module, name: str, value: ir.Constant) -> ir.GlobalVariable:
+    variable = ir.GlobalVariable(module, value.type, name)
+    variable.linkage = "private"
+    variable.global_constant = True
+    variable.initializer = value
+    # llvmlite's IR layer types globals as typed pointers (`i32*`), which LLVM no longer parses;
+    # references to it must print as an opaque `ptr`
+    variable.type = _PTR
+    return variable
+
+
+def _emit_gemm(builder: ir.IRBuilder, module: ir.Module, call: GemmCall,
+               gemm: ir.Function, table: ir.Value) -> None:
+    """for each batch element: gemm(transb, transa, n, m, k, 1, B, ldb, A, lda, 0, C, ldc)"""
+    scalar = _BLAS_SCALARS[call.routine]
+    chars = [_private_constant(module, f"{call.name}.{label}", ir.Constant(_I8, flag[0]))
+             for label, flag in (("transb", call.trans_b), ("transa", call.trans_a))]
+    n, m, k, ldb, lda, ldc = (
+        _private_constant(module, f"{call.name}.{label}", ir.Constant(_I32, value))
+        for label, value in zip(("n", "m", "k", "ldb", "lda", "ldc"), call.ints))
+    one = _private_constant(module, f"{call.name}.alpha", ir.Constant(scalar, 1.0))
+    zero = _private_constant(module, f"{call.name}.beta", ir.Constant(scalar, 0.0))
+    bases = []
+    for label, slot in zip("abc", call.buffers):
+        address = builder.gep(table, [ir.Constant(_I64, slot)], source_etype=_PTR)
+        bases.append(builder.load(address, typ=_PTR, name=f"{call.name}.{label}"))
+    for a_off, b_off, c_off in call.offsets:
+        a, b, c = (builder.gep(base, [ir.Constant(_I64, offset)], source_etype=_I8)
+                   for base, offset in zip(bases, (a_off, b_off, c_off)))
+        builder.call(gemm, [chars[0], chars[1], n, m, k, one, b, ldb, a, lda, zero, c, ldc])
+
+
+def _bind_arrays(builder: ir.IRBuilder, array_list: ir.Value, table: ir.Value,
+                 bindings: tuple[tuple[int, int], ...], label: str) -> None:
+    if not bindings:
+        return
+    items_addr = builder.gep(array_list, [ir.Constant(_I64, LIST_ITEMS_OFFSET)],
+                             source_etype=_I8, name=f"{label}.items.addr")
+    items = builder.load(items_addr, typ=_PTR, name=f"{label}.items")
+    for slot, position in bindings:
+        item_addr = builder.gep(items, [ir.Constant(_I64, position)], source_etype=_PTR,
+                                name=f"{label}{position}.addr")
+        array = builder.load(item_addr, typ=_PTR, name=f"{label}{position}")
+        data_addr = builder.gep(array, [ir.Constant(_I64, ARRAY_DATA_OFFSET)], source_etype=_I8,
+                                name=f"{label}{position}.data.addr")
+        data = builder.load(data_addr, typ=_PTR, name=f"{label}{position}.data")
+        slot_addr = builder.gep(table, [ir.Constant(_I64, slot)], source_etype=_PTR,
+                                name=f"slot{slot}")
+        builder.store(data, slot_addr)

@@ -1,0 +1,231 @@
+"""CUDABackend: Program -> rendered Numba CUDA source -> compiled kernels -> CUDAExecutable.
+
+A backend is a renderer (runtime/cuda/render.py: step -> source text) plus a compiler (here:
+exec the text, `cuda.jit` the function with its explicit signature). Compiled kernels are kept in
+`KERNEL_CACHE`, keyed by (source, signature): the same fused group at the same shape is compiled
+once per process, whichever Program it comes from.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from graphjit.compiler.errors import CompileError, GraphjitError
+from graphjit.compiler.kernel import (
+    BufferKind, HostKernel, LoopKernel, MatmulKernel, Program, Step,
+)
+
+from .device import DeviceInfo, device_info, numba_cuda
+from .executable import CUDAExecutable, HostStep, KernelLaunch
+from .launch import DEFAULT_SM_COUNT
+from .render import (
+    RenderedKernel, epilogue_fusible, module_header, render_elementwise, render_matmul,
+    render_reduction, same_walk,
+)
+
+SIMULATOR_PTX_NOTE = (
+    "// PTX is not available in Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1): the kernels run\n"
+    "// as Python. Run on a GPU, or call graphjit.runtime.cuda.program_ptx(program, cc=(9, 0))\n"
+    "// in a process without NUMBA_ENABLE_CUDASIM (needs numba-cuda's NVVM, not a GPU).\n"
+)
+
+
+class KernelCache:
+    """Compiled kernels by (source, signature), with hit and miss counters."""
+
+    def __init__(self) -> None:
+        self._kernels: dict[tuple[str, str, bool], Any] = {}
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, rendered: RenderedKernel, simulator: bool) -> Any:
+        key = (rendered.source, rendered.signature, simulator)
+        with self._lock:
+            kernel = self._kernels.get(key)
+            if kernel is not None:
+                self.hits += 1
+                return kernel
+            self.misses += 1
+            kernel = compile_kernel(rendered, simulator)
+            self._kernels[key] = kernel
+            return kernel
+
+    def clear(self) -> None:
+        with self._lock:
+            self._kernels.clear()
+            self.hits = self.misses = 0
+
+
+KERNEL_CACHE = KernelCache()
+
+
+def python_function(rendered: RenderedKernel) -> Any:
+    """Exec the rendered module; return its kernel function (not yet compiled)."""
+    namespace: dict[str, Any] = {"__name__": f"graphjit_cuda_{rendered.name}"}
+    exec(compile(rendered.source, f"<graphjit cuda {rendered.name}>", "exec"), namespace)
+    return namespace[rendered.name]
+
+
+def compile_kernel(rendered: RenderedKernel, simulator: bool) -> Any:
+    cuda = numba_cuda()
+    try:
+        function = python_function(rendered)
+        return cuda.jit(rendered.signature)(function)
+    except GraphjitError:
+        raise
+    except Exception as exc:
+        raise CompileError(f"the CUDA backend failed to compile kernel {rendered.name}: "
+                           f"{type(exc).__name__}: {_summary(exc)}") from None
+
+
+def _summary(exc: BaseException, lines: int = 6) -> str:
+    text = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return " | ".join(text[:lines])
+
+
+# ---------------------------------------------------------------- rendering a Program
+
+def render_step(step: Step, program: Program, position: int, simulator: bool,
+                sm_count: int = DEFAULT_SM_COUNT) -> list[RenderedKernel | HostKernel]:
+    """The kernels one Program step becomes (a matmul whose epilogue cannot fuse: two)."""
+    buffers = program.buffers
+    if isinstance(step, HostKernel):
+        return [step]
+    if isinstance(step, LoopKernel):
+        if math.prod(step.loop_shape) == 0:
+            return []
+        render = render_reduction if step.reduce_axes else render_elementwise
+        return [render(step, buffers, simulator, sm_count)]
+    if isinstance(step, MatmulKernel):
+        if step.m * step.n * math.prod(step.batch) == 0:
+            return []
+        if epilogue_fusible(step):
+            store = product_needed(program, position, step)
+            return [render_matmul(step, buffers, simulator, store)]
+        plain = MatmulKernel(step.name, step.a, step.b, step.out, step.batch, step.m, step.n,
+                             step.k, step.dtype, None, step.nodes)
+        return [render_matmul(plain, buffers, simulator, True),
+                *render_step(step.epilogue, program, position, simulator, sm_count)]
+    raise CompileError(f"the CUDA backend does not know the step {type(step).__name__}")
+
+
+def product_needed(program: Program, position: int, step: MatmulKernel) -> bool:
+    """Must the raw product be written to its buffer, or does only the epilogue's result live?"""
+    if step.epilogue is None:
+        return True
+    shape = (*step.batch, step.m, step.n)
+    if any(s.access.buffer == step.out and same_walk(s.access, step.out, shape)
+           for s in step.epilogue.stores):
+        return False          # the epilogue overwrites every element of the product
+    if program.buffers[step.out].kind is not BufferKind.TEMP or step.out in program.outputs:
+        return True
+    return any(step.out in _reads(later) for later in program.steps[position + 1:])
+
+
+def _reads(step: Step) -> set[int]:
+    if isinstance(step, LoopKernel):
+        return set(step.buffers())
+    if isinstance(step, MatmulKernel):
+        reads = {step.a.buffer, step.b.buffer}
+        if step.epilogue is not None:
+            reads |= set(step.epilogue.buffers())
+        return reads
+    return set(step.inputs)
+
+
+def render_program(program: Program, simulator: bool, sm_count: int = DEFAULT_SM_COUNT
+                   ) -> list[RenderedKernel | HostKernel]:
+    rendered: list[RenderedKernel | HostKernel] = []
+    for position, step in enumerate(program.steps):
+        try:
+            rendered.extend(render_step(step, program, position, simulator, sm_count))
+        except GraphjitError:
+            raise
+        except Exception as exc:
+            raise CompileError(f"the CUDA backend could not render step {step.name}: "
+                               f"{type(exc).__name__}: {exc}") from None
+    return rendered
+
+
+def cuda_text(rendered: Sequence[RenderedKernel | HostKernel], simulator: bool) -> str:
+    """All kernels of a program as one readable module (the header once)."""
+    bodies = "".join(item.source for item in rendered if not isinstance(item, HostKernel))
+    parts = [module_header(simulator, bodies)]
+    for item in rendered:
+        if isinstance(item, HostKernel):
+            parts.append(f"# host step {item.name}: {item.op.value} runs with NumPy on the host "
+                         f"(inputs copied from the device, result copied back)\n")
+            continue
+        body = item.source.split("\n\n\n", 1)[-1]
+        launch = item.launch
+        parts.append(f"# {item.kind} kernel, launch grid={launch.grid} block={launch.block}\n"
+                     f"# signature {item.signature}\n@cuda.jit\n{body}")
+    return "\n\n".join(parts)
+
+
+def program_ptx(program: Program, cc: tuple[int, int] = (9, 0)) -> str:
+    """PTX of every kernel of `program` for compute capability `cc` (no GPU needed; not
+    available in the simulator)."""
+    cuda = numba_cuda()
+    texts = []
+    for item in render_program(program, simulator=False):
+        if isinstance(item, HostKernel):
+            continue
+        try:
+            ptx, _ = cuda.compile_ptx(python_function(item), item.signature, cc=cc)
+        except Exception as exc:
+            raise CompileError(f"PTX compilation of {item.name} failed: "
+                               f"{type(exc).__name__}: {_summary(exc)}") from None
+        texts.append(f"// ---- {item.name} ({item.kind})\n{ptx}")
+    return "\n".join(texts)
+
+
+# ---------------------------------------------------------------- the backend
+
+class CUDABackend:
+    name = "cuda"
+
+    def __init__(self, cache: KernelCache | None = None):
+        self.cache = cache or KERNEL_CACHE
+
+    def compile(self, program: Program, stats: dict) -> CUDAExecutable:
+        info = device_info()     # raises CUDAUnavailableError with the ways to get a device
+        start = time.perf_counter()
+        rendered = render_program(program, info.simulator, info.sm_count)
+        stats["cuda:render"] = time.perf_counter() - start
+        start = time.perf_counter()
+        steps = []
+        for item in rendered:
+            if isinstance(item, HostKernel):
+                node = program.graph.node(item.node)
+                shapes = tuple(program.buffers[b].shape for b in item.inputs)
+                steps.append(HostStep(item.name, node, item.inputs, shapes, item.out))
+                continue
+            kernel = self.cache.get(item, info.simulator)
+            configured = kernel[item.launch.grid, item.launch.block]
+            steps.append(KernelLaunch(item.name, configured, item.buffers, info.simulator))
+        stats["cuda:compile"] = time.perf_counter() - start
+        texts = {"cuda": cuda_text(rendered, info.simulator),
+                 "ptx": self._ptx(rendered, info)}
+        return CUDAExecutable(program, steps, texts)
+
+    def _ptx(self, rendered: Sequence[RenderedKernel | HostKernel], info: DeviceInfo) -> str:
+        if info.simulator:
+            return SIMULATOR_PTX_NOTE
+        texts = []
+        for item in rendered:
+            if isinstance(item, HostKernel):
+                continue
+            kernel = self.cache.get(item, info.simulator)
+            try:
+                asm = kernel.inspect_asm()
+            except Exception as exc:   # inspection must never break a compilation
+                asm = f"// PTX unavailable: {type(exc).__name__}: {exc}"
+            if isinstance(asm, dict):
+                asm = "\n".join(asm.values())
+            texts.append(f"// ---- {item.name} ({item.kind})\n{asm}")
+        return "\n".join(texts)

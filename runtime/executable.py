@@ -1,0 +1,367 @@
+"""The Executable: a compiled Program as a flat list of calls over preallocated buffers.
+
+Every buffer of the program has a slot in a table of raw pointers (`char **`), which is what
+native kernels receive. A `Workspace` owns the TEMP memory of one in-flight call and a table
+pre-filled with the TEMP and CONST pointers; workspaces are pooled, so concurrent calls from
+several Python threads never share intermediates. Per call, only the PARAM and OUTPUT slots are
+filled (by the first native entry function, straight from the lists of arrays), OUTPUT arrays are
+fresh (big ones from a pool of blocks that return when the user's arrays die), and the steps run
+in order. Each step is a callable `step(workspace)` prepared at compile time: a native entry
+function (a run of serial kernels), a parallel loop, a matmul, or a host step.
+"""
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from graphjit.compiler.errors import ArgumentError, GraphjitError
+from graphjit.compiler.interpret import eval_node
+from graphjit.compiler.ir import Node
+from graphjit.compiler.kernel import Buffer, BufferKind, HostKernel, Program
+from graphjit.compiler.printer import format_node
+
+ALIGNMENT = 64   # bytes: a cache line, and enough for any vector load
+
+Step = Callable[["Workspace"], None]
+# entry(leaves, outputs, table address): binds the call's arrays into the table, runs the first
+# native kernels
+Entry = Callable[[list, list, int], None]
+
+
+def aligned_empty(nbytes: int) -> tuple[np.ndarray, int]:
+    """Raw memory of at least `nbytes` (never zero) and its ALIGNMENT-aligned address."""
+    raw = np.empty(max(nbytes, 1) + ALIGNMENT, np.uint8)
+    address = raw.ctypes.data
+    return raw, address + (-address % ALIGNMENT)
+
+
+class Workspace:
+    """The TEMP memory of one in-flight call, and its pointer table (and the table's address)."""
+
+    def __init__(self, buffers: Sequence[Buffer], consts: dict[int, np.ndarray]):
+        self.table = (ctypes.c_void_p * max(1, len(buffers)))()
+        self.address = ctypes.addressof(self.table)
+        self._memory: list[np.ndarray] = []
+        slot_address: dict[int, int] = {}
+        for buffer in _temps_largest_first(buffers):
+            if buffer.slot is not None and buffer.slot in slot_address:
+                self.table[buffer.index] = slot_address[buffer.slot]
+                continue
+            raw, address = aligned_empty(_slot_bytes(buffers, buffer))
+            self._memory.append(raw)
+            self.table[buffer.index] = address
+            if buffer.slot is not None:
+                slot_address[buffer.slot] = address
+        for index, value in consts.items():
+            self.table[index] = value.ctypes.data
+
+
+def _temps_largest_first(buffers: Sequence[Buffer]) -> list[Buffer]:
+    temps = [b for b in buffers if b.kind is BufferKind.TEMP]
+    return sorted(temps, key=lambda b: -b.nbytes)
+
+
+def _slot_bytes(buffers: Sequence[Buffer], buffer: Buffer) -> int:
+    if buffer.slot is None:
+        return buffer.nbytes
+    return max(b.nbytes for b in buffers if b.kind is BufferKind.TEMP and b.slot == buffer.slot)
+
+
+class _Block:
+    """Owner of one pooled output allocation: the base object of the arrays made from it.
+
+    NumPy keeps the base alive while any view of it lives; when the last one dies the block
+    goes back to its pool, so the next call writes to pages that are already mapped."""
+
+    __slots__ = ("memory", "nbytes", "pool", "__array_interface__")
+
+    def __init__(self, memory: tuple[np.ndarray, int], nbytes: int, pool: BlockPool,
+                 interface: dict):
+        self.memory, self.nbytes, self.pool = memory, nbytes, pool   # (raw bytes, aligned address)
+        self.__array_interface__ = interface
+
+    def __del__(self) -> None:
+        try:
+            self.pool.give_back(self.nbytes, self.memory)
+        except Exception:  # interpreter shutdown: nothing to give back to
+            pass
+
+
+class BlockPool:
+    """A caching allocator for big outputs (fresh pages cost a page fault each: ~4x slower
+    writes for a 1e8-element output). Blocks return when the user's arrays die; at most
+    `per_size` free blocks are kept per size and `max_sizes` sizes (oldest size dropped)."""
+
+    MIN_BYTES = 256 * 1024   # below this, np.empty (malloc's own free lists) is faster
+
+    def __init__(self, per_size: int = 2, max_sizes: int = 8):
+        self.per_size, self.max_sizes = per_size, max_sizes
+        self._free: dict[int, list[tuple[np.ndarray, int]]] = {}
+
+    def empty(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        dtype = np.dtype(dtype)
+        nbytes = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
+        try:
+            raw, address = self._free[nbytes].pop()
+        except (KeyError, IndexError):
+            raw, address = aligned_empty(nbytes)
+        interface = {"data": (address, False), "shape": tuple(shape), "typestr": dtype.str,
+                     "version": 3}
+        return np.asarray(_Block((raw, address), nbytes, self, interface))
+
+    def give_back(self, nbytes: int, memory: tuple[np.ndarray, int]) -> None:
+        free = self._free.get(nbytes)
+        if free is None:
+            while len(self._free) >= self.max_sizes:
+                self._free.pop(next(iter(self._free)), None)
+            free = self._free.setdefault(nbytes, [])
+        if len(free) < self.per_size:
+            free.append(memory)
+
+    def clear(self) -> None:
+        self._free.clear()
+
+    def cached_bytes(self) -> int:
+        return sum(size * len(blocks) for size, blocks in list(self._free.items()))
+
+
+# Shared by every executable: outputs of one size are usually made by many calls of one function.
+output_blocks = BlockPool()
+
+
+def output_allocator(shape: tuple[int, ...], dtype: np.dtype) -> Callable[[], np.ndarray]:
+    """A function making one fresh output array: pooled if it is big, else np.empty."""
+    dtype = np.dtype(dtype)
+    if dtype.itemsize * int(np.prod(shape, dtype=np.int64)) >= BlockPool.MIN_BYTES:
+        return lambda: output_blocks.empty(shape, dtype)
+    return lambda: np.empty(shape, dtype)
+
+
+class WorkspacePool:
+    """Workspaces handed out one per in-flight call (list pop/append are atomic under the GIL)."""
+
+    def __init__(self, buffers: Sequence[Buffer], consts: dict[int, np.ndarray]):
+        self._buffers = list(buffers)
+        self._consts = consts
+        self.free: list[Workspace] = [Workspace(self._buffers, consts)]
+
+    def create(self) -> Workspace:
+        return Workspace(self._buffers, self._consts)
+
+    def acquire(self) -> Workspace:
+        try:
+            return self.free.pop()
+        except IndexError:
+            return self.create()
+
+    def release(self, workspace: Workspace) -> None:
+        self.free.append(workspace)
+
+    def __len__(self) -> int:
+        return len(self.free)
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    position: int          # index in the call's leaves
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+
+class Executable:
+    """Runs a compiled Program: `run(leaves) -> [one fresh array per program output]`."""
+
+    def __init__(self, program: Program, entry: Entry | None, steps: list[Step],
+                 texts: Any = None, keep_alive: Any = None):
+        self.program = program
+        self.texts = texts if texts is not None else {}
+        self._keep_alive = keep_alive          # the native library the steps point into
+        self._entry = entry
+        self._steps = steps
+        buffers = program.buffers
+        self.consts = {b.index: np.ascontiguousarray(b.value, dtype=b.dtype).reshape(b.shape)
+                       for b in buffers if b.kind is BufferKind.CONST}
+        self.workspaces = WorkspacePool(buffers, self.consts)
+        self._outputs = [b for b in buffers if b.kind is BufferKind.OUTPUT]
+        self._output_specs = [(b.shape, b.dtype) for b in self._outputs]
+        self._params = _param_specs(buffers)
+        self._n_leaves = max((p.position for p in self._params), default=-1) + 1
+        self._scalar_params = [(p.position, p.dtype) for p in self._params if not p.shape]
+        self._array_params = [p for p in self._params if p.shape]
+        self._array_checks = [(p.position, p.shape, p.dtype, _contiguous_strides(p))
+                              for p in self._array_params]
+        self._allocators = [output_allocator(shape, dtype) for shape, dtype in self._output_specs]
+        self._single_output = self._allocators[0] if len(self._allocators) == 1 else None
+        self._free = self.workspaces.free
+        self._python_bind = _python_binder(buffers, self._outputs) if entry is None else None
+        self._results = _result_plan(program, self._outputs)
+
+    # ------------------------------------------------------------ calling
+    def run(self, leaves: Sequence[Any]) -> list[np.ndarray]:
+        # The hot path of every cache hit: keep it flat (each Python call costs ~50 ns here).
+        try:
+            for position, shape, dtype, strides in self._array_checks:
+                leaf = leaves[position]
+                if (leaf.__class__ is not np.ndarray or leaf.shape != shape
+                        or leaf.dtype != dtype or leaf.strides != strides):
+                    raise TypeError
+            if self._scalar_params or type(leaves) is not list:
+                raise TypeError
+        except (TypeError, AttributeError, IndexError):
+            leaves = self._checked_leaves(leaves)
+        if self._single_output is not None:
+            outputs = [self._single_output()]
+        else:
+            outputs = [allocate() for allocate in self._allocators]
+        free = self._free
+        try:
+            workspace = free.pop()
+        except IndexError:
+            workspace = self.workspaces.create()
+        try:
+            if self._entry is not None:
+                self._entry(leaves, outputs, workspace.address)
+            else:
+                self._python_bind(leaves, outputs, workspace.table)
+            for step in self._steps:
+                step(workspace)
+            if self._results is None:
+                return outputs
+            return self._collect(leaves, outputs, workspace.table)
+        finally:
+            free.append(workspace)
+
+    __call__ = run
+
+    def _checked_leaves(self, leaves: Sequence[Any]) -> list:
+        """The leaves as a list of C-contiguous arrays of the params' shapes and dtypes.
+
+        Native code reads these arrays' memory directly, so a wrong shape must never get
+        through: it is an error here, not an out-of-bounds read later."""
+        leaves = list(leaves)
+        if len(leaves) < self._n_leaves:
+            raise ArgumentError(f"expected {self._n_leaves} argument leaves, got {len(leaves)}")
+        for position, dtype in self._scalar_params:
+            try:
+                leaves[position] = np.asarray(leaves[position], dtype=dtype)
+            except (OverflowError, ValueError, TypeError) as exc:
+                raise ArgumentError(f"argument leaf {position}: cannot pass "
+                                    f"{leaves[position]!r} as {dtype}: {exc}") from None
+        for param in self._array_params:
+            leaf = leaves[param.position]
+            if (type(leaf) is not np.ndarray or leaf.shape != param.shape
+                    or leaf.dtype != param.dtype or not leaf.flags.c_contiguous):
+                leaves[param.position] = _coerce(leaf, param)
+        return leaves
+
+    def _collect(self, leaves: list, outputs: list, table: ctypes.Array) -> list[np.ndarray]:
+        return [take(leaves, outputs, table) for take in self._results]
+
+
+def _coerce(leaf: Any, param: ParamSpec) -> np.ndarray:
+    array = np.asarray(leaf)
+    if array.shape != param.shape or array.dtype != param.dtype:
+        raise ArgumentError(
+            f"argument leaf {param.position}: expected {param.dtype}{list(param.shape)}, got "
+            f"{array.dtype}{list(array.shape)} (the compiled code was specialised for the first)")
+    return np.ascontiguousarray(array)
+
+
+def _contiguous_strides(param: ParamSpec) -> tuple[int, ...]:
+    return np.empty(param.shape, param.dtype).strides if 0 not in param.shape else ()
+
+
+def _param_specs(buffers: Sequence[Buffer]) -> list[ParamSpec]:
+    return [ParamSpec(b.param_index, b.shape, b.dtype) for b in buffers
+            if b.kind is BufferKind.PARAM and b.param_index is not None]
+
+
+def _python_binder(buffers: Sequence[Buffer], outputs: list[Buffer]) -> Callable:
+    """Binds the call's arrays into the table from Python (when native binding is unavailable)."""
+    params = [(b.index, b.param_index) for b in buffers if b.kind is BufferKind.PARAM]
+    outs = [(b.index, n) for n, b in enumerate(outputs)]
+
+    def bind(leaves: list, arrays: list, table: ctypes.Array) -> None:
+        for slot, position in params:
+            table[slot] = leaves[position].ctypes.data
+        for slot, position in outs:
+            table[slot] = arrays[position].ctypes.data
+
+    return bind
+
+
+def _result_plan(program: Program, outputs: list[Buffer]) -> list[Callable] | None:
+    """How to produce each program output; None when it is exactly the fresh OUTPUT arrays.
+
+    Outputs must never alias inputs, constants or each other, so a program output that is a
+    PARAM, CONST or TEMP buffer, or repeats an OUTPUT buffer, is copied."""
+    position_of = {b.index: n for n, b in enumerate(outputs)}
+    if program.outputs == [b.index for b in outputs]:
+        return None
+    plan: list[Callable] = []
+    used: set[int] = set()
+    for index in program.outputs:
+        buffer = program.buffers[index]
+        if buffer.kind is BufferKind.OUTPUT and index not in used:
+            used.add(index)
+            plan.append(lambda leaves, outs, table, n=position_of[index]: outs[n])
+        else:
+            plan.append(_copier(buffer, position_of))
+    return plan
+
+
+def _copier(buffer: Buffer, position_of: dict[int, int]) -> Callable:
+    if buffer.kind is BufferKind.PARAM:
+        return lambda leaves, outs, table: np.array(leaves[buffer.param_index], copy=True)
+    if buffer.kind is BufferKind.OUTPUT:
+        return lambda leaves, outs, table: outs[position_of[buffer.index]].copy()
+    return lambda leaves, outs, table: buffer_view(table, buffer).copy()
+
+
+def buffer_view(table: ctypes.Array, buffer: Buffer) -> np.ndarray:
+    """A NumPy view of a buffer's memory through the pointer table."""
+    count = 1
+    for d in buffer.shape:
+        count *= d
+    dtype = np.dtype(buffer.dtype)
+    address = table[buffer.index]
+    if count == 0 or not address:
+        return np.empty(buffer.shape, dtype)
+    raw = (ctypes.c_char * (count * dtype.itemsize)).from_address(address)
+    return np.frombuffer(raw, dtype).reshape(buffer.shape)
+
+
+class HostStep:
+    """A graph node without a native lowering, run with its NumPy reference implementation."""
+
+    def __init__(self, kernel: HostKernel, program: Program):
+        self.kernel = kernel
+        self.node = _node_of(kernel, program)
+        self.inputs = [program.buffers[i] for i in kernel.inputs]
+        self.out = program.buffers[kernel.out]
+
+    def __call__(self, workspace: Workspace) -> None:
+        table = workspace.table
+        values = [buffer_view(table, b) for b in self.inputs]
+        try:
+            with np.errstate(all="ignore"):
+                result = eval_node(self.node, values)
+        except GraphjitError:
+            raise
+        except Exception as exc:
+            raise GraphjitError(
+                f"while executing {format_node(self.kernel.node, self.node)}: "
+                f"{type(exc).__name__}: {exc}", self.node.source) from exc
+        np.copyto(buffer_view(table, self.out), result, casting="unsafe")
+
+
+def _node_of(kernel: HostKernel, program: Program) -> Node:
+    graph = program.graph
+    if graph is not None and kernel.node in graph:
+        return graph.node(kernel.node)
+    out = program.buffers[kernel.out]
+    return Node(kernel.op, tuple(kernel.inputs), out.shape, out.dtype, kernel.attrs)
