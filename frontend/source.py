@@ -1,6 +1,7 @@
 """Find the user's source line for the node being traced."""
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
@@ -17,6 +18,7 @@ _SKIP_DIRS = tuple(os.path.normpath(d) + os.sep for d in _OUR_DIRS) + (
 )
 
 
+@functools.lru_cache(maxsize=4096)
 def _is_ours(filename: str) -> bool:
     return os.path.normpath(os.path.abspath(filename)).startswith(_SKIP_DIRS) or \
         filename.startswith("<frozen")
@@ -32,13 +34,3 @@ def user_source() -> str:
         frame = frame.f_back
     return ""
 
-
-def user_source_path() -> str:
-    """Like `user_source` but with the full path, for error messages."""
-    frame = sys._getframe(1)
-    while frame is not None:
-        filename = frame.f_code.co_filename
-        if not _is_ours(filename):
-            return f"{filename}:{frame.f_lineno}"
-        frame = frame.f_back
-    return ""
