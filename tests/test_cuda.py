@@ -19,6 +19,7 @@ from graphjit.compiler.kernel import (
     Source, Store,
 )
 from graphjit.compiler.ops import ELEMENTWISE, OPS, Op
+from workloads import gelu, layernorm, mlp, softmax
 
 cuda_backend = pytest.importorskip("graphjit.runtime.cuda")
 from graphjit.runtime.cuda import KERNEL_CACHE, CUDABackend  # noqa: E402
@@ -578,25 +579,6 @@ def _jit_ready() -> bool:
 
 jit_ready = pytest.mark.skipif(not _jit_ready(), reason="the scheduler or frontend is not "
                                                         "importable yet")
-
-
-def softmax(x):
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def layernorm(x, gamma, beta):
-    mu = x.mean(axis=-1, keepdims=True)
-    var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)
-    return (x - mu) / np.sqrt(var + 1e-5) * gamma + beta
-
-
-def mlp(x, w1, b1, w2, b2):
-    return np.maximum(x @ w1 + b1, 0) @ w2 + b2
-
-
-def gelu(x):
-    return 0.5 * x * (1 + np.tanh(0.7978845608028654 * (x + 0.044715 * x ** 3)))
 
 
 def workload_args():
