@@ -238,7 +238,7 @@ class ProgramBuilder:
         outputs = self.output_buffers()
         notes = {f"%{n}": list(reasons) for n, reasons in sorted(self.plan.notes.items())}
         program = Program(self.graph, self.buffers.buffers, self.steps, outputs, notes)
-        return plan_buffers(program)
+        return plan_buffers(split_full_reductions(program))
 
     # ------------------------------------------------------------ kinds of groups
     def loop(self, group: Group) -> LoopKernel | None:
@@ -329,6 +329,153 @@ class ProgramBuilder:
         kernel = dc_replace(kernel, nodes=(node_id,))
         self.steps.append(kernel)
         return out
+
+
+# ---------------------------------------------------------------- splitting full reductions
+
+# A reduction to one value is one work item, so it would run on one core. Big ones are split
+# into SPLIT_CHUNKS partial reductions (a kernel whose items a backend may run in parallel)
+# followed by a tiny kernel that folds the partials and computes what follows the reduction.
+SPLIT_MIN_ELEMENTS = 1 << 17
+SPLIT_CHUNKS = range(16, 65)          # preferred partial counts (enough for 16 threads)
+SPLIT_MIN_CHUNK = 4096                # elements per partial, at least
+SPLITTABLE = frozenset({Op.SUM, Op.PROD, Op.REDUCE_MAX, Op.REDUCE_MIN})   # folds of folds
+
+
+def split_full_reductions(program: Program) -> Program:
+    """Replace each big reduction-to-a-scalar LoopKernel by a partial and a final kernel."""
+    steps: list[Step] = []
+    for step in program.steps:
+        parts = split_full_reduction(step, program.buffers) if isinstance(step, LoopKernel) \
+            else None
+        steps.extend(parts if parts is not None else [step])
+    program.steps = steps
+    return program
+
+
+def split_chunks(size: int) -> int | None:
+    """A divisor of `size` to split it into (preferring SPLIT_CHUNKS), or None."""
+    candidates = [*SPLIT_CHUNKS, *range(SPLIT_CHUNKS.start - 1, 1, -1)]
+    for chunks in candidates:
+        if size % chunks == 0 and size // chunks >= SPLIT_MIN_CHUNK:
+            return chunks
+    return None
+
+
+def flat_stride(strides: tuple[int, ...], shape: tuple[int, ...]) -> int | None:
+    """The stride of the whole loop space walked as one flat dim, or None if it is not flat."""
+    dims = [d for d, extent in enumerate(shape) if extent > 1]
+    if not dims:
+        return 0
+    stride = strides[dims[-1]]
+    span = 1
+    for d in reversed(dims):
+        if strides[d] != stride * span:
+            return None
+        span *= shape[d]
+    return stride
+
+
+def splittable(kernel: LoopKernel) -> bool:
+    shape = kernel.loop_shape
+    if len(kernel.reduce_axes) != len(shape) or int(np.prod(shape)) < SPLIT_MIN_ELEMENTS:
+        return False
+    reductions = [i for i in kernel.instrs if i.op in REDUCTIONS]
+    if not reductions or any(i.op not in SPLITTABLE for i in reductions):
+        return False
+    if any(kernel.instrs[s.instr].level is not Level.OUTER for s in kernel.stores):
+        return False
+    depends = reduction_dependents(kernel.instrs)
+    if any(depends[n] and i.level is Level.FULL for n, i in enumerate(kernel.instrs)):
+        return False          # a second pass over the data (x - mean): not a single fold
+    loads = [i.attrs["access"] for i in kernel.instrs if i.op is Source.LOAD]
+    return all(flat_stride(a.strides, shape) is not None for a in loads)
+
+
+def reduction_dependents(instrs: Sequence[Instr]) -> list[bool]:
+    """For each instruction: does it read (transitively) the result of a reduction?"""
+    depends: list[bool] = []
+    for instr in instrs:
+        depends.append(instr.op in REDUCTIONS or any(depends[a] for a in instr.args))
+    return depends
+
+
+def split_full_reduction(kernel: LoopKernel, buffers: list[Buffer]) -> list[LoopKernel] | None:
+    """[partial kernel over (chunks, size/chunks), final kernel over (chunks,)], or None.
+
+    New TEMP buffers (one per reduction, holding its partials) are appended to `buffers`."""
+    if not splittable(kernel):
+        return None
+    size = int(np.prod(kernel.loop_shape))
+    chunks = split_chunks(size)
+    if chunks is None:
+        return None
+    depends = reduction_dependents(kernel.instrs)
+    partials: dict[int, int] = {}
+    for index, instr in enumerate(kernel.instrs):
+        if instr.op in REDUCTIONS:
+            buffer = Buffer(len(buffers), instr.node if instr.node is not None else -1,
+                            (chunks,), np.dtype(instr.dtype), BufferKind.TEMP)
+            buffers.append(buffer)
+            partials[index] = buffer.index
+    first = partial_kernel(kernel, chunks, size // chunks, depends, partials)
+    return [first, final_kernel(kernel, chunks, depends, partials)]
+
+
+def partial_kernel(kernel: LoopKernel, chunks: int, chunk: int, depends: list[bool],
+                   partials: dict[int, int]) -> LoopKernel:
+    shape = kernel.loop_shape
+    renumber: dict[int, int] = {}
+    instrs: list[Instr] = []
+    for index, instr in enumerate(kernel.instrs):
+        if depends[index] and instr.op not in REDUCTIONS:
+            continue
+        attrs = instr.attrs
+        if instr.op is Source.LOAD:
+            access = attrs["access"]
+            stride = flat_stride(access.strides, shape)
+            attrs = Attrs({"access": Access(access.buffer, (stride * chunk, stride),
+                                            access.offset)})
+        elif instr.op in REDUCTIONS:
+            attrs = Attrs({**attrs, "axes": (1,)})
+        renumber[index] = len(instrs)
+        instrs.append(dc_replace(instr, args=tuple(renumber[a] for a in instr.args),
+                                 attrs=attrs))
+    stores = tuple(Store(renumber[index], Access(buffer, (1, 0)))
+                   for index, buffer in partials.items())
+    return LoopKernel(f"{kernel.name}_partial", (chunks, chunk), (1,), tuple(instrs), stores,
+                      kernel.nodes)
+
+
+def final_kernel(kernel: LoopKernel, chunks: int, depends: list[bool],
+                 partials: dict[int, int]) -> LoopKernel:
+    """Folds the partials, then everything that follows the reductions (all OUTER level)."""
+    needed: set[int] = {store.instr for store in kernel.stores}
+    for index in range(len(kernel.instrs) - 1, -1, -1):
+        if index in needed and kernel.instrs[index].op not in REDUCTIONS:
+            needed.update(kernel.instrs[index].args)
+    renumber: dict[int, int] = {}
+    instrs: list[Instr] = []
+    for index in sorted(needed):
+        instr = kernel.instrs[index]
+        if instr.op in REDUCTIONS:
+            load = Instr(Source.LOAD, (), instr.dtype, Level.FULL,
+                         Attrs({"access": Access(partials[index], (1,))}), instr.node,
+                         instr.source)
+            instrs.append(load)
+            instr = dc_replace(instr, args=(len(instrs) - 1,),
+                               attrs=Attrs({**instr.attrs, "axes": (0,)}))
+        elif instr.op is Source.LOAD:
+            access = instr.attrs["access"]
+            instr = dc_replace(instr, attrs=Attrs({"access": Access(access.buffer, (0,),
+                                                                    access.offset)}))
+        else:
+            instr = dc_replace(instr, args=tuple(renumber[a] for a in instr.args))
+        renumber[index] = len(instrs)
+        instrs.append(instr)
+    stores = tuple(Store(renumber[s.instr], Access(s.access.buffer, (0,), s.access.offset))
+                   for s in kernel.stores)
+    return LoopKernel(kernel.name, (chunks,), (0,), tuple(instrs), stores, kernel.nodes)
 
 
 # ---------------------------------------------------------------- buffer planning

@@ -9,6 +9,13 @@ from graphjit.compiler.ir import Graph
 TARGETS = {"cpu", "cuda", "reference"}
 
 
+def object_cache() -> Any:
+    """The persistent cache of object code (GRAPHJIT_CACHE_DIR), or None when it is "off"."""
+    from graphjit.runtime.disk_cache import cache_enabled, default_cache
+
+    return default_cache() if cache_enabled() else None
+
+
 def compile(graph: Graph, target: str, stats: dict[str, float]) -> tuple[Any, Any, dict]:
     """Returns (executable, program or None, extra text stages such as llvm/asm/ptx)."""
     if target == "reference":
@@ -31,7 +38,7 @@ def compile(graph: Graph, target: str, stats: dict[str, float]) -> tuple[Any, An
 
         backend = CUDABackend()
     else:
-        backend = CPUBackend()
+        backend = CPUBackend(cache=object_cache())
     executable = backend.compile(program, stats)
     # not copied: a backend may make some texts (the assembly) only when first asked for
     return executable, program, getattr(executable, "texts", {})

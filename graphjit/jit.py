@@ -44,6 +44,21 @@ class CompiledEntry:
         self.out_weak = self.traced.out_weak
         self.out_tree = self.traced.out_tree
         self.run = self.executable.run
+        self.call_positional = self._positional_call()
+
+    def _positional_call(self) -> Callable[[tuple], Any]:
+        """The cache-hit path for positional array/scalar arguments, specialised once: the
+        common case (one array result, nothing written back) is a single call of `run`."""
+        run = self.run
+        # the CPU Executable checks layouts itself (and copies only non-contiguous arguments)
+        checks_layouts = getattr(self.executable, "checks_layouts", False)
+        single_array = (not self.writebacks and self.out_tree == ("leaf",)
+                        and _output_ndims(self.traced) == [True])
+        if checks_layouts and single_array:
+            return lambda args: run(list(args))[0]
+        if checks_layouts:
+            return lambda args: self(list(args), args)
+        return lambda args: self(_fast_leaves(args), args)
 
     def __call__(self, leaves: list, originals: Sequence | None = None) -> Any:
         outs = self.run(leaves)
@@ -98,12 +113,11 @@ class JitFunction:
     # ------------------------------------------------------------ calling
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self._simple and not kwargs:
-            key = _fast_key(args)
-            if key is not None:
-                entry = self._cache.get(key)
-                if entry is not None:
-                    self.hits += 1
-                    return entry(_fast_leaves(args), args)
+            # the hit path: a key from (shape, dtype) per argument, one dict lookup, one call
+            entry = self._cache.get(_fast_key(args))
+            if entry is not None:
+                self.hits += 1
+                return entry.call_positional(args)
         if _contains_tracer(args, kwargs):
             # called inside another trace (jit of jit, grad of jit): inline the function
             return self.fn(*args, **kwargs)
@@ -243,17 +257,30 @@ def _signature_or_none(fn: Callable):
 
 
 def _fast_key(args: tuple) -> tuple | None:
-    """Key for the common case of positional array arguments only: (shape, dtype) per array."""
+    """Key for the common case of positional array arguments only: shape and dtype per array,
+    the type for a Python scalar; None (never a cache key) for anything else. Flat, because
+    building and hashing nested tuples costs more; unambiguous, because a type is never a shape
+    or a dtype."""
     key = []
     for arg in args:
-        kind = type(arg)
-        if kind is np.ndarray:
-            key.append((arg.shape, arg.dtype))
-        elif kind in _SCALAR_TYPES:
-            key.append(kind)
+        if arg.__class__ is np.ndarray:
+            key.append(arg.shape)
+            key.append(arg.dtype)
         else:
-            return None
+            scalar = _SCALAR_KEYS.get(arg.__class__)
+            if scalar is None:
+                return None
+            key.append(scalar)
     return tuple(key)
+
+
+_SCALAR_KEYS = {kind: kind for kind in _SCALAR_TYPES}
+
+
+def _output_ndims(traced: TracedFunction) -> list[bool]:
+    """Per graph output: whether it has at least one dimension (0-d outputs become scalars)."""
+    graph = traced.graph
+    return [bool(graph.node(index).shape) for index in graph.outputs]
 
 
 def _fast_leaves(args: tuple) -> list:

@@ -126,8 +126,8 @@ class DiskCache:
                 with os.fdopen(fd, "wb") as handle:
                     handle.write(header)
                     handle.write(payload)
-                    handle.flush()
-                    os.fsync(handle.fileno())
+                # no fsync (it costs milliseconds on the first call): the rename is atomic for
+                # concurrent readers, and an entry torn by a power loss fails its checksum
                 os.replace(temp, self.path_of(key))
             except BaseException:
                 try:

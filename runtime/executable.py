@@ -27,9 +27,9 @@ from graphjit.compiler.printer import format_node
 ALIGNMENT = 64   # bytes: a cache line, and enough for any vector load
 
 Step = Callable[["Workspace"], None]
-# entry(leaves, outputs, table address): binds the call's arrays into the table, runs the first
-# native kernels
-Entry = Callable[[list, list, int], None]
+# entry(table address): binds the call's arrays (from the workspace's `call_args`) into the
+# table, runs the first native kernels
+Entry = Callable[[int], None]
 
 
 def aligned_empty(nbytes: int) -> tuple[np.ndarray, int]:
@@ -43,8 +43,12 @@ class Workspace:
     """The TEMP memory of one in-flight call, and its pointer table (and the table's address)."""
 
     def __init__(self, buffers: Sequence[Buffer], consts: dict[int, np.ndarray]):
-        self.table = (ctypes.c_void_p * max(1, len(buffers)))()
+        # the last slot points at `call_args`, where a call puts [leaves, outputs] for the native
+        # entry function to bind (runtime/cpu/llvm.py); it lives as long as the table
+        self.table = (ctypes.c_void_p * (len(buffers) + 1))()
         self.address = ctypes.addressof(self.table)
+        self.call_args: list = [None, None]
+        self.table[len(buffers)] = id(self.call_args)
         self._memory: list[np.ndarray] = []
         slot_address: dict[int, int] = {}
         for buffer in _temps_largest_first(buffers):
@@ -175,6 +179,9 @@ class ParamSpec:
 class Executable:
     """Runs a compiled Program: `run(leaves) -> [one fresh array per program output]`."""
 
+    # run() takes leaves of any layout: it copies only those that are not C-contiguous
+    checks_layouts = True
+
     def __init__(self, program: Program, entry: Entry | None, steps: list[Step],
                  texts: Any = None, keep_alive: Any = None):
         self.program = program
@@ -195,47 +202,70 @@ class Executable:
         self._array_checks = [(p.position, p.shape, p.dtype, _contiguous_strides(p))
                               for p in self._array_params]
         self._allocators = [output_allocator(shape, dtype) for shape, dtype in self._output_specs]
-        self._single_output = self._allocators[0] if len(self._allocators) == 1 else None
         self._free = self.workspaces.free
         self._python_bind = _python_binder(buffers, self._outputs) if entry is None else None
         self._results = _result_plan(program, self._outputs)
+        # an instance attribute, shadowing the method below: one Python call less per hit
+        self.run = self._make_run()
 
     # ------------------------------------------------------------ calling
     def run(self, leaves: Sequence[Any]) -> list[np.ndarray]:
-        # The hot path of every cache hit: keep it flat (each Python call costs ~50 ns here).
-        try:
-            for position, shape, dtype, strides in self._array_checks:
-                leaf = leaves[position]
-                if (leaf.__class__ is not np.ndarray or leaf.shape != shape
-                        or leaf.dtype != dtype or leaf.strides != strides):
-                    raise TypeError
-            if self._scalar_params or type(leaves) is not list:
-                raise TypeError
-        except (TypeError, AttributeError, IndexError):
-            leaves = self._checked_leaves(leaves)
-        if self._single_output is not None:
-            outputs = [self._single_output()]
-        else:
-            outputs = [allocate() for allocate in self._allocators]
-        free = self._free
-        try:
-            workspace = free.pop()
-        except IndexError:
-            workspace = self.workspaces.create()
-        try:
-            if self._entry is not None:
-                self._entry(leaves, outputs, workspace.address)
-            else:
-                self._python_bind(leaves, outputs, workspace.table)
-            for step in self._steps:
-                step(workspace)
-            if self._results is None:
-                return outputs
-            return self._collect(leaves, outputs, workspace.table)
-        finally:
-            free.append(workspace)
+        """[one fresh array per program output] for these argument leaves."""
+        return self.run(leaves)   # the closure made by _make_run (set in __init__)
 
-    __call__ = run
+    def __call__(self, leaves: Sequence[Any]) -> list[np.ndarray]:
+        return self.run(leaves)
+
+    def _make_run(self) -> Callable[[Sequence[Any]], list[np.ndarray]]:
+        """The hot path of every cache hit, as one closure over precomputed locals (each Python
+        attribute lookup or call costs ~30-50 ns here): check the leaves, allocate the outputs,
+        take a workspace, call native code, give the workspace back."""
+        checks = tuple(self._array_checks)
+        coerce_always = bool(self._scalar_params)
+        checked_leaves = self._checked_leaves
+        allocators = tuple(self._allocators)
+        free, create = self._free, self.workspaces.create
+        entry, steps, results = self._entry, tuple(self._steps), self._results
+        bind, collect = self._python_bind, self._collect
+
+        def run(leaves: Sequence[Any]) -> list[np.ndarray]:
+            if coerce_always or leaves.__class__ is not list:
+                leaves = checked_leaves(leaves)
+            else:
+                try:
+                    for position, shape, dtype, strides in checks:
+                        leaf = leaves[position]
+                        # `is not` first: dtypes of ordinary arrays are the canonical instances
+                        if (leaf.__class__ is not np.ndarray or leaf.shape != shape
+                                or (leaf.dtype is not dtype and leaf.dtype != dtype)
+                                or leaf.strides != strides):
+                            raise TypeError
+                except (TypeError, AttributeError, IndexError):
+                    leaves = checked_leaves(leaves)
+            outputs = [allocate() for allocate in allocators]
+            try:
+                workspace = free.pop()
+            except IndexError:
+                workspace = create()
+            call_args = workspace.call_args
+            try:
+                if entry is not None:
+                    call_args[0] = leaves
+                    call_args[1] = outputs
+                    entry(workspace.address)
+                else:
+                    bind(leaves, outputs, workspace.table)
+                for step in steps:
+                    step(workspace)
+                if results is None:
+                    return outputs
+                return collect(leaves, outputs, workspace.table)
+            finally:
+                # drop the references at once: pooled outputs go back when the user drops them
+                call_args[0] = call_args[1] = None
+                free.append(workspace)
+
+        return run
 
     def _checked_leaves(self, leaves: Sequence[Any]) -> list:
         """The leaves as a list of C-contiguous arrays of the params' shapes and dtypes.

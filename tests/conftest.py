@@ -7,6 +7,8 @@ import os
 
 os.environ.setdefault("GRAPHJIT_VERIFY", "1")  # run the IR verifier after every pass
 os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")  # CUDA tests run in Numba's simulator
+# the disk cache is on by default: keep the suite's object code out of the user's ~/.cache
+os.environ.setdefault("GRAPHJIT_CACHE_DIR", __import__("tempfile").mkdtemp(prefix="gj-test-cache-"))
 
 from hypothesis import HealthCheck, settings  # noqa: E402
 

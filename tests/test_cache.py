@@ -189,3 +189,13 @@ def test_decorator_forms(decorate):
     np.testing.assert_allclose(fn(_x()), _x() + 1)
     assert isinstance(fn, gj.JitFunction)
     assert fn.cache_info()["entries"] == 1
+
+
+def test_compile_stats_report_every_stage():
+    from graphjit.compiler.pipeline import PIPELINE
+
+    stats = gj.jit(lambda a, b: np.exp(a) @ b + 1.0).lower(_x((3, 4)), _x((4, 2))).compile_stats()
+    assert {"trace", "schedule", "render"} <= set(stats)
+    assert ("llvm" in stats) != ("load" in stats)      # compiled, or loaded from the disk cache
+    assert {f"pass:{name}" for name, _ in PIPELINE} <= set(stats)
+    assert all(isinstance(v, float) and v >= 0 for v in stats.values())

@@ -698,3 +698,23 @@ def test_traced_functions_through_build_program(fn, args):
         got = arrays[buffer]
         assert got.dtype == np.asarray(want).dtype
         np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
+
+
+# ---------------------------------------------------------------- split full reductions (CPU)
+
+def test_split_full_reductions_on_the_cpu_are_accurate_and_propagate_nan():
+    import graphjit as gj
+
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal(1 << 20).astype(np.float32)
+    fn = gj.jit(lambda v: (np.sum(v * v), v.max(), v.min(), v.mean()))
+    total, high, low, mean = fn(x)
+    assert any(step.name.endswith("_partial") for step in fn.lower(x).program.steps)
+    exact = np.sum(x.astype(np.float64) ** 2)
+    assert abs(float(total) - exact) <= 2e-6 * exact
+    assert (high, low) == (x.max(), x.min())
+    assert abs(float(mean) - x.astype(np.float64).mean()) <= 1e-6
+    y = x.copy()
+    y[777_777] = np.nan
+    total, high, low, _ = fn(y)
+    assert np.isnan(total) and np.isnan(high) and np.isnan(low)

@@ -531,9 +531,12 @@ class CountingPool(ThreadPool):
 
 def test_big_kernels_are_split_over_the_pool_and_small_ones_are_not():
     pool = CountingPool(2)
-    big = compile_program(add_one_program(shape=(400_000,), dtype=np.float32), pool=pool)
+    from graphjit.runtime.threads import MIN_WORK_PER_CHUNK
+
+    size = 2 * MIN_WORK_PER_CHUNK + 1000     # worth two chunks whatever the threshold is
+    big = compile_program(add_one_program(shape=(size,), dtype=np.float32), pool=pool)
     small = compile_program(add_one_program(shape=(1000,), dtype=np.float32), pool=pool)
-    x = np.random.default_rng(4).standard_normal(400_000).astype(np.float32)
+    x = np.random.default_rng(4).standard_normal(size).astype(np.float32)
     assert_same(big.run([x])[0], x + 1)
     assert pool.parallel_calls == 1
     small.run([x[:1000]])

@@ -403,3 +403,45 @@ def test_views_are_folded_over_the_final_roots():
     flat = graph.add(Op.RESHAPE, (transposed,), {"shape_to": (4,)})
     graph.outputs = [reversed_rows, graph.add(Op.EXP, (flat,))]
     check_program(fuse(graph), (np.arange(8, dtype=np.float32).reshape(2, 4),))
+
+
+# ---------------------------------------------------------------- splitting full reductions
+
+def _loop_kernels(program) -> list[LoopKernel]:
+    return [s for s in program.steps if isinstance(s, LoopKernel)]
+
+
+@pytest.mark.parametrize("name,fn,make_args", [
+    ("sumsq", lambda x: np.sum(x * x), lambda: (f32(1 << 18),)),
+    ("mean_and_max", lambda x: (x.mean(), x.max(), x.min()), lambda: (f32(3 << 16),)),
+    ("scalar_param_after", lambda x, s: np.sum(x * s) / s + np.prod(x * 0 + 1.0),
+     lambda: (f32(512, 512), np.float32(3.0))),
+    ("full_sum_2d", lambda x: (x + 1).sum(), lambda: (f32(640, 320),)),
+    ("int_sum", lambda x: (x * 2).sum(), lambda: (ints(1 << 17),)),
+])
+def test_big_full_reductions_split_into_partials_and_a_fold(name, fn, make_args):
+    args = make_args()
+    check_fn(fn, *args)
+    graph = gj.jit(fn, target="reference").lower(*args).graph
+    program = build_program(graph)
+    partial, final = _loop_kernels(program)[:2]
+    assert partial.loop_shape[0] == final.loop_shape[0] > 1
+    assert partial.reduce_axes == (1,) and final.reduce_axes == (0,)
+    assert not any(s.access.strides[1] for s in partial.stores)
+
+
+def test_full_reductions_stay_whole_when_small_second_pass_or_argmax():
+    small = gj.jit(lambda x: x.sum(), target="reference").lower(f32(1000)).graph
+    assert len(build_program(small).steps) == 1
+    x = f32(1 << 18)
+    for fn in (lambda v: v.argmax(), lambda v: ((v - v.mean()) ** 2).sum()):
+        graph = gj.jit(fn, target="reference").lower(x).graph
+        program = build_program(graph)
+        assert all(s.loop_shape == (1 << 18,) for s in _loop_kernels(program))
+        check_program(graph, (x,))
+
+
+def test_a_prime_length_full_reduction_is_not_split():
+    x = f32(131101)   # prime: no divisor to split it into equal chunks
+    graph = gj.jit(lambda v: v.sum(), target="reference").lower(x).graph
+    assert len(build_program(graph).steps) == 1

@@ -13,6 +13,7 @@ import functools
 import hashlib
 import importlib.metadata
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -32,7 +33,11 @@ MAX_NATIVE_BATCH = 16
 
 KERNEL_FUNCTION = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
 # ctypes releases the GIL around both: concurrent calls and the pool's workers run in parallel
-SEGMENT_FUNCTION = ctypes.CFUNCTYPE(None, ctypes.py_object, ctypes.py_object, ctypes.c_void_p)
+SEGMENT_FUNCTION = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+# ...except around segments this short, where releasing and retaking it (~0.15 us) would cost
+# more than letting other Python threads wait for them
+SEGMENT_FUNCTION_KEEPING_GIL = ctypes.PYFUNCTYPE(None, ctypes.c_void_p)
+KEEP_GIL_MAX_WORK = 1 << 14   # element operations: a few microseconds
 
 
 class Rendered(Protocol):
@@ -114,7 +119,7 @@ class _Planner:
             self._flush()
             self.items.append(ParallelPlan(rendered, ranges))
         elif rendered.extent > 0:
-            self._pending.append(llvm.KernelCall(rendered.name, rendered.extent))
+            self._pending.append(_kernel_call(rendered))
 
     def _add_host(self, step: HostKernel) -> None:
         self._flush()
@@ -139,7 +144,7 @@ class _Planner:
             self._flush()
             self.items.append(ParallelPlan(epilogue, ranges))
         else:
-            self._pending.append(llvm.KernelCall(epilogue.name, epilogue.extent))
+            self._pending.append(_kernel_call(epilogue))
 
     def _ranges(self, rendered: Rendered) -> tuple[tuple[int, int], ...]:
         chunks = chunk_count(rendered.extent, rendered.cost_per_item, self.threads)
@@ -159,8 +164,14 @@ class _Planner:
         graph_name = program.graph.name if program.graph is not None else "fn"
         name = f"gj_{_symbol(graph_name)}_entry{self._segments}"
         self._segments += 1
-        self.items.append(llvm.Segment(name, bind_leaves, bind_outputs, tuple(self._pending)))
+        self.items.append(llvm.Segment(name, bind_leaves, bind_outputs, tuple(self._pending),
+                                       args_slot=len(program.buffers)))
         self._pending = []
+
+
+def _kernel_call(rendered: Rendered) -> llvm.KernelCall:
+    return llvm.KernelCall(rendered.name, rendered.extent,
+                           rendered.extent * max(1, rendered.cost_per_item))
 
 
 def _gemm_call(plan: GemmPlan, name: str) -> llvm.GemmCall:
@@ -240,19 +251,33 @@ class CPUBackend:
         return rendered
 
     def _native_library(self, sources: list[str], stats: dict[str, float]) -> llvm.NativeLibrary:
+        """Object code from the cache when it has this key (no LLVM at all), else compiled."""
         key = _cache_key(sources) if self.cache is not None else None
         if key is not None:
-            start = time.perf_counter()
-            payload = self.cache.load(key)
-            if payload is not None:
-                library = llvm.load_object(payload, llvm.ModuleTexts(sources=sources))
-                stats["load"] = time.perf_counter() - start
+            library = self._cached_library(key, sources, stats)
+            if library is not None:
                 return library
         start = time.perf_counter()
         library = llvm.compile_ir(sources)
         stats["llvm"] = time.perf_counter() - start
         if key is not None:
             self.cache.store(key, library.object_code)
+        return library
+
+    def _cached_library(self, key: str, sources: list[str], stats: dict[str, float]
+                        ) -> llvm.NativeLibrary | None:
+        start = time.perf_counter()
+        payload = self.cache.load(key)
+        if payload is None:
+            return None
+        try:
+            library = llvm.load_object(payload, llvm.ModuleTexts(sources=sources))
+        except CompileError as exc:
+            # checksummed, so not damaged on disk: made by an incompatible build; replace it
+            warnings.warn(f"graphjit: a disk-cache entry could not be loaded ({exc}); "
+                          "recompiling.", RuntimeWarning, stacklevel=2)
+            return None
+        stats["load"] = time.perf_counter() - start
         return library
 
     def _executable(self, program: Program, items: list[PlanItem], library: llvm.NativeLibrary,
@@ -262,7 +287,7 @@ class CPUBackend:
         if bind_natively:
             first = items[0]
             assert isinstance(first, llvm.Segment)
-            entry = SEGMENT_FUNCTION(library.address(first.name))
+            entry = _segment_function(library, first)
             steps = steps[1:]
         steps = [s for s in steps if s is not None]
         return Executable(program, entry, steps, texts=library.texts, keep_alive=library)
@@ -297,20 +322,27 @@ def _cache_key(sources: list[str]) -> str:
     """Object code depends on the IR, the host CPU and LLVM, and (through the entry functions'
     conventions) on graphjit itself."""
     digest = hashlib.sha256()
-    for part in (llvm.host_description(), f"graphjit-{_graphjit_version()}", *sources):
+    parts = (llvm.host_description(), llvm.PIPELINE, f"graphjit-{_graphjit_version()}", *sources)
+    for part in parts:
         data = part.encode()
         digest.update(len(data).to_bytes(8, "little"))
         digest.update(data)
     return digest.hexdigest()
 
 
+def _segment_function(library: llvm.NativeLibrary, segment: llvm.Segment) -> Callable:
+    prototype = (SEGMENT_FUNCTION_KEEPING_GIL if segment.work <= KEEP_GIL_MAX_WORK
+                 else SEGMENT_FUNCTION)
+    return prototype(library.address(segment.name))
+
+
 def _segment_step(segment: llvm.Segment, library: llvm.NativeLibrary) -> Step | None:
     if not segment.calls and not segment.bind_leaves and not segment.bind_outputs:
         return None
-    function = SEGMENT_FUNCTION(library.address(segment.name))
+    function = _segment_function(library, segment)
 
     def run_segment(workspace: Workspace) -> None:
-        function(None, None, workspace.address)
+        function(workspace.address)
 
     return run_segment
 

@@ -51,6 +51,9 @@ from .mathlib import MEMORY_TYPES, Emitter, ModuleParts, call_math, const, llvm_
 
 FLAT_CHUNK = 4096       # elements per work item of a flat elementwise kernel
 SUM_BLOCK = 1024        # elements per blocked partial sum of a float reduction
+REDUCTION_INTERLEAVE = 4   # independent vector accumulators in a reduction's innermost loop
+STASH_LIMIT = 8192      # reduce-space elements up to which expensive values are kept per item
+STASH_MIN_WEIGHT = 20   # OP_WEIGHTS from which storing + reloading beats recomputing (exp, log)
 INT_LIMITS: dict[str, tuple[int, int]] = {
     "i32": (-(1 << 31), (1 << 31) - 1),
     "i64": (-(1 << 63), (1 << 63) - 1),
@@ -149,6 +152,8 @@ class KernelRenderer:
         self.buffer_ptrs: dict[int, str] = {}
         self.alias_tags: dict[int, str] = {}
         self.loop_ids: list[str] = []
+        self.stash_slots: dict[int, str] = {}   # instr -> its per-item stash (see stash_values)
+        self.stashed: set[int] = set()          # instrs whose stash earlier passes have filled
 
     def _all_accesses(self) -> list[Access]:
         loads = [i.attrs["access"] for i in self.instrs if i.op is Source.LOAD]
@@ -230,6 +235,7 @@ class KernelRenderer:
         self.reduce_dims = collapse(self.dims([d for d in all_axes if d in reduce_axes]))
         if any(dim.extent == 0 for dim in outer):
             return 0, 1
+        self.stash_values()
 
         def item_body(item: str, _: list[str]) -> list[str]:
             scope = Scope(self.decompose(item, outer))
@@ -252,6 +258,36 @@ class KernelRenderer:
 
     def level(self, index: int) -> Level:
         return self.instrs[index].level
+
+    def stash_values(self) -> None:
+        """Give expensive FULL values a stack array of one row (the reduce space), so a later
+        pass reads them back instead of recomputing them: softmax's exp(x - max) is computed
+        in the pass that sums it and read again by the pass that divides and stores it."""
+        reduce_size = math.prod(d.extent for d in self.reduce_dims)
+        if not 1 < reduce_size <= STASH_LIMIT:
+            return
+        for index, instr in enumerate(self.instrs):
+            if (instr.level is Level.FULL and OP_WEIGHTS.get(instr.op, 1) >= STASH_MIN_WEIGHT
+                    and instr.dtype in MEMORY_TYPES and instr.dtype != np.bool_):
+                memory = MEMORY_TYPES[np.dtype(instr.dtype)]
+                self.stash_slots[index] = self.e.assign(
+                    f"alloca {memory}, i64 {reduce_size}, align 64", "stash")
+
+    def stash_pointer(self, index: int, position: Position) -> str:
+        memory = MEMORY_TYPES[np.dtype(self.instrs[index].dtype)]
+        return self.e.assign(f"getelementptr inbounds {memory}, ptr {self.stash_slots[index]}, "
+                             f"i64 {position.flat}", "sp")
+
+    def fill_stashes(self, scope: Scope) -> list[int]:
+        """Store the stashable values this pass computed; returns their instrs."""
+        filled = []
+        for index in self.stash_slots:
+            if index in scope.memo and index not in self.stashed:
+                memory = MEMORY_TYPES[np.dtype(self.instrs[index].dtype)]
+                pointer = self.stash_pointer(index, scope.position)
+                self.e.emit(f"store {memory} {scope.memo[index]}, ptr {pointer}, align 4")
+                filled.append(index)
+        return filled
 
     def emit_outer_program(self, scope: Scope) -> None:
         """OUTER instructions in order; reductions share passes as far as dependencies allow."""
@@ -282,6 +318,8 @@ class KernelRenderer:
         init = [value for reducer in reducers for value in reducer.init()]
         types = [t for reducer in reducers for t in reducer.state_types]
 
+        filled: set[int] = set()
+
         def innermost(position: Position, states: list[str]) -> list[str]:
             inner_scope = Scope(position, scope)
             updated = []
@@ -289,9 +327,11 @@ class KernelRenderer:
                                              strict=True):
                 value = self.value(self.instrs[index].args[0], inner_scope)
                 updated += reducer.update(state, value, position.flat)
+            filled.update(self.fill_stashes(inner_scope))
             return updated
 
         final = self.emit_reduce_loops(scope.position, types, init, innermost, reducers)
+        self.stashed |= filled
         for reducer, state, index in zip(reducers, split(final, reducers), group, strict=True):
             scope.memo[index] = reducer.finish(state)
 
@@ -340,15 +380,18 @@ class KernelRenderer:
                             str(dim.extent))
             return self.one_block(reducers, outer_states, lambda block_init: self.emit_loop(
                 j0, stop, block_types, block_init,
-                lambda j, s: innermost(self.advance(position, dim, j), s)))
+                lambda j, s: innermost(self.advance(position, dim, j), s),
+                interleave=REDUCTION_INTERLEAVE))
 
         return self.emit_loop("0", str(dim.extent), outer_types, states, block,
                               step=str(SUM_BLOCK))
 
     # -- loops and positions
     def emit_loop(self, start: str, stop: str, types: list[str], init: list[str],
-                  body: Callable[[str, list[str]], list[str]], step: str = "1") -> list[str]:
-        """for i in range(start, stop, step) carrying values; returns their values at exit."""
+                  body: Callable[[str, list[str]], list[str]], step: str = "1",
+                  interleave: int = 0) -> list[str]:
+        """for i in range(start, stop, step) carrying values; returns their values at exit.
+        `interleave` > 0 asks the vectoriser for that many independent vector accumulators."""
         e = self.e
         preheader = e.block
         head, body_label, exit_label = e.label("loop"), e.label("body"), e.label("done")
@@ -362,7 +405,7 @@ class KernelRenderer:
         updated = body(index, phis)
         following = e.assign(f"add nsw i64 {index}, {step}", "next")
         latch = e.block
-        e.emit(f"br label %{head}, !llvm.loop {self.loop_metadata()}")
+        e.emit(f"br label %{head}, !llvm.loop {self.loop_metadata(interleave)}")
         e.lines[insert_at:insert_at] = [
             f"  {index} = phi i64 [{start}, %{preheader}], [{following}, %{latch}]",
             *(f"  {phi} = phi {t} [{first}, %{preheader}], [{new}, %{latch}]"
@@ -371,15 +414,25 @@ class KernelRenderer:
         e.start_block(exit_label)
         return phis
 
-    def loop_metadata(self) -> str:
+    def loop_metadata(self, interleave: int = 0) -> str:
         """A distinct loop id asking LLVM not to unroll (it still vectorises and interleaves):
-        fully unrolled vector code of small constant-trip loops costs seconds of compile time."""
+        fully unrolled vector code of small constant-trip loops costs seconds of compile time.
+        With `interleave`, also that interleave count: a reduction's loop-carried chain (a
+        NaN-propagating max is ~5 dependent instructions) then runs in that many parallel
+        chains instead of one."""
         if not self.loop_ids:
             self.loop_ids.append(f'!{self.next_metadata} = !{{!"llvm.loop.unroll.disable"}}')
             self.next_metadata += 1
         ident, no_unroll = f"!{self.next_metadata}", self.loop_ids[0].split(" ")[0]
         self.next_metadata += 1
-        self.loop_ids.append(f"{ident} = distinct !{{{ident}, {no_unroll}}}")
+        hints = [no_unroll]
+        if interleave > 0:
+            count = f"!{self.next_metadata}"
+            self.next_metadata += 1
+            self.loop_ids.append(
+                f'{count} = !{{!"llvm.loop.interleave.count", i32 {interleave}}}')
+            hints.append(count)
+        self.loop_ids.append(f"{ident} = distinct !{{{ident}, {', '.join(hints)}}}")
         return ident
 
     def start_position(self) -> Position:
@@ -419,6 +472,12 @@ class KernelRenderer:
         if known is not None:
             return known
         instr = self.instrs[index]
+        if index in self.stashed:     # filled by an earlier pass over this item's row
+            memory = MEMORY_TYPES[np.dtype(instr.dtype)]
+            pointer = self.stash_pointer(index, scope.position)
+            result = self.e.assign(f"load {memory}, ptr {pointer}, align 4", "st")
+            scope.memo[index] = result
+            return result
         if instr.op in REDUCTIONS:
             raise CompileError(f"reduction %{index} used before its pass was emitted")
         args = [self.value(a, scope) for a in instr.args]

@@ -24,6 +24,9 @@ from llvmlite import ir
 from graphjit.compiler.errors import CompileError
 
 OPT_LEVEL = 3
+# Part of every disk-cache key: change it whenever `optimise` or `_new_machine` change what code
+# LLVM emits for the same IR, so object code made with the old settings is not loaded.
+PIPELINE = f"newpm-O{OPT_LEVEL}+loop-vectorize+slp+unroll|codemodel=jitdefault|v1"
 _LLVM_LOCK = threading.RLock()
 
 
@@ -201,12 +204,15 @@ def load_object(object_code: bytes, texts: Mapping[str, str] | None = None) -> N
 
 # ---------------------------------------------------------------- program entry functions
 #
-# A native segment is `void name(PyObject *leaves, PyObject *outputs, char **table)`. The first
-# segment of a program also binds the call's arrays: it reads each array's data pointer straight
-# from the list of leaves (and of fresh outputs) into the pointer table, which saves the ~2 us per
-# array that `ndarray.ctypes.data` costs in Python. This reads two CPython/NumPy struct fields
-# whose offsets `object_layout_ok()` checks once at start-up (the runtime falls back to binding
-# in Python if they ever differ). Then it calls its kernels in order, each over all its items.
+# A native segment is `void name(char **table)`. The first segment of a program also binds the
+# call's arrays: the table's last slot holds the workspace's `call_args` list, into which Python
+# puts [leaves, outputs] before the call; the segment reads each array's data pointer straight
+# from those lists into the table. One pointer argument is the cheapest ctypes call (~0.3 us,
+# against ~1 us for two py_objects and a pointer), and reading the pointers natively saves the
+# ~2 us per array that `ndarray.ctypes.data` costs in Python. This reads two CPython/NumPy struct
+# fields whose offsets `object_layout_ok()` checks once at start-up (the runtime falls back to
+# binding in Python if they ever differ). Then it calls its kernels in order, each over all its
+# items.
 
 LIST_ITEMS_OFFSET = 24    # PyListObject: ob_refcnt, ob_type, ob_size, then ob_item (PyObject **)
 ARRAY_DATA_OFFSET = 16    # PyArrayObject: ob_refcnt, ob_type, then data (char *)
@@ -215,7 +221,7 @@ _PTR = ir.PointerType()
 _I8 = ir.IntType(8)
 _I64 = ir.IntType(64)
 KERNEL_TYPE = ir.FunctionType(ir.VoidType(), [_PTR, _I64, _I64])
-SEGMENT_TYPE = ir.FunctionType(ir.VoidType(), [_PTR, _PTR, _PTR])
+SEGMENT_TYPE = ir.FunctionType(ir.VoidType(), [_PTR])
 
 
 @functools.lru_cache(maxsize=None)
@@ -237,6 +243,7 @@ class KernelCall:
 
     symbol: str
     extent: int
+    work: int = 0            # extent x cost per item: how long the call runs, roughly
 
 
 @dataclass(frozen=True)
@@ -263,6 +270,13 @@ class Segment:
     bind_leaves: tuple[tuple[int, int], ...] = ()
     bind_outputs: tuple[tuple[int, int], ...] = ()
     calls: tuple[KernelCall | GemmCall, ...] = ()
+    args_slot: int = 0       # the table slot holding the [leaves, outputs] list when binding
+
+    @property
+    def work(self) -> float:
+        """Rough run time in element operations (a BLAS call counts as unbounded)."""
+        return sum(call.work if isinstance(call, KernelCall) else float("inf")
+                   for call in self.calls)
 
 
 BLAS_SYMBOLS = {"sgemm": "gj_blas_sgemm", "dgemm": "gj_blas_dgemm"}
@@ -291,11 +305,13 @@ def segments_ir(segments: list[Segment]) -> str:
 def _define_segment(module: ir.Module, segment: Segment, kernels: dict[str, ir.Function],
                     routines: dict[str, ir.Function]) -> None:
     function = ir.Function(module, SEGMENT_TYPE, segment.name)
-    leaves, outputs, table = function.args
-    leaves.name, outputs.name, table.name = "leaves", "outputs", "table"
+    (table,) = function.args
+    table.name = "table"
     builder = ir.IRBuilder(function.append_basic_block("entry"))
-    _bind_arrays(builder, leaves, table, segment.bind_leaves, "leaf")
-    _bind_arrays(builder, outputs, table, segment.bind_outputs, "out")
+    if segment.bind_leaves or segment.bind_outputs:
+        leaves, outputs = _call_arguments(builder, table, segment.args_slot)
+        _bind_arrays(builder, leaves, table, segment.bind_leaves, "leaf")
+        _bind_arrays(builder, outputs, table, segment.bind_outputs, "out")
     for call in segment.calls:
         if isinstance(call, KernelCall):
             builder.call(kernels[call.symbol],
@@ -335,6 +351,22 @@ def _emit_gemm(builder: ir.IRBuilder, module: ir.Module, call: GemmCall,
         a, b, c = (builder.gep(base, [ir.Constant(_I64, offset)], source_etype=_I8)
                    for base, offset in zip(bases, (a_off, b_off, c_off)))
         builder.call(gemm, [chars[0], chars[1], n, m, k, one, b, ldb, a, lda, zero, c, ldc])
+
+
+def _call_arguments(builder: ir.IRBuilder, table: ir.Value, args_slot: int
+                    ) -> tuple[ir.Value, ir.Value]:
+    """The leaves and outputs lists, items 0 and 1 of the list in table[args_slot]."""
+    slot = builder.gep(table, [ir.Constant(_I64, args_slot)], source_etype=_PTR, name="args.addr")
+    holder = builder.load(slot, typ=_PTR, name="args")
+    items_addr = builder.gep(holder, [ir.Constant(_I64, LIST_ITEMS_OFFSET)], source_etype=_I8,
+                             name="args.items.addr")
+    items = builder.load(items_addr, typ=_PTR, name="args.items")
+    lists = []
+    for position, label in enumerate(("leaves", "outputs")):
+        address = builder.gep(items, [ir.Constant(_I64, position)], source_etype=_PTR,
+                              name=f"{label}.addr")
+        lists.append(builder.load(address, typ=_PTR, name=label))
+    return lists[0], lists[1]
 
 
 def _bind_arrays(builder: ir.IRBuilder, array_list: ir.Value, table: ir.Value,
