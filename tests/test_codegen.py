@@ -209,6 +209,7 @@ from hypothesis.extra import numpy as hnp  # noqa: E402
 from graphjit.compiler.errors import CompileError  # noqa: E402
 from graphjit.compiler.ops import ELEMENTWISE, OPS, UFUNC_OPS  # noqa: E402
 from graphjit.runtime.cpu import codegen  # noqa: E402
+from workloads import gelu, layernorm, softmax  # noqa: E402
 
 DTYPES = [np.dtype(t) for t in (np.bool_, np.int32, np.int64, np.float32, np.float64)]
 TRANSCENDENTAL = {Op.EXP, Op.LOG, Op.LOG1P, Op.EXPM1, Op.TANH, Op.SIN, Op.COS, Op.POW}
@@ -638,19 +639,10 @@ def test_independent_reductions_share_one_pass():
 
 # ---------------------------------------------------------------- real traced functions
 
-def softmax(x):
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
 
 
-def layernorm(x, gamma, beta):
-    mu = x.mean(axis=-1, keepdims=True)
-    var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)
-    return (x - mu) / np.sqrt(var + 1e-5) * gamma + beta
 
 
-def gelu(x):
-    return 0.5 * x * (1 + np.tanh(0.7978845608028654 * (x + 0.044715 * x ** 3)))
 
 
 def mixed(x, i):

@@ -21,6 +21,7 @@ from graphjit.compiler.ops import REDUCTIONS, Op
 from graphjit.compiler.passes.fuse import fuse
 from graphjit.compiler.program_interpreter import run_program
 from graphjit.compiler.schedule import build_program, lifetimes
+from workloads import chain, gelu, layernorm, mlp, scale_shift, softmax, sumsq, train_step
 
 RNG = np.random.default_rng(1234)
 TOLERANCE = {np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-12}
@@ -113,56 +114,20 @@ def check_fn(fn, *args) -> None:
 
 # ---------------------------------------------------------------- the benchmark workloads
 
-def chain(x):
-    return np.tanh(x * 0.5 + 1) * (1 / (1 + np.exp(-x))) - x ** 2
 
 
-def gelu(x):
-    return 0.5 * x * (1 + np.tanh(0.7978845608028654 * (x + 0.044715 * x ** 3)))
 
 
-def softmax(x):
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
 
 
-def layernorm(x, gamma, beta):
-    mu = x.mean(axis=-1, keepdims=True)
-    var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)
-    return (x - mu) / np.sqrt(var + 1e-5) * gamma + beta
 
 
-def mlp(x, w1, b1, w2, b2):
-    return np.maximum(x @ w1 + b1, 0) @ w2 + b2
 
 
-def sumsq(x):
-    return np.sum(x * x)
 
 
-def scale_shift(x):
-    return x * 0.5 + 1.0
 
 
-def train_step(x, t, w1, b1, w2, b2, lr):
-    batch = x.shape[0]
-    h = x @ w1 + b1
-    a = np.maximum(h, 0)
-    logits = a @ w2 + b2
-    z = logits - logits.max(axis=1, keepdims=True)
-    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-    loss = -np.sum(t * logp) / batch
-    g = (np.exp(logp) - t) / batch
-    dw2 = a.T @ g
-    db2 = g.sum(axis=0)
-    dh = (g @ w2.T) * (h > 0)
-    dw1 = x.T @ dh
-    db1 = dh.sum(axis=0)
-    w1 -= lr * dw1
-    b1 -= lr * db1
-    w2 -= lr * dw2
-    b2 -= lr * db2
-    return loss
 
 
 WORKLOADS = [
