@@ -70,10 +70,11 @@ def split(extent: int, chunks: int) -> list[tuple[int, int]]:
     return ranges
 
 
-def chunk_count(extent: int, cost_per_item: int, threads: int) -> int:
-    """How many chunks a loop of `extent` items of `cost_per_item` each is worth splitting into."""
+def chunk_count(extent: int, cost_per_item: int, threads: int, work_factor: int = 1) -> int:
+    """How many chunks a loop of `extent` items of `cost_per_item` each is worth splitting into
+    (each chunk at least `work_factor` times MIN_WORK_PER_CHUNK element-ops)."""
     work = extent * max(1, cost_per_item)
-    return max(1, min(threads, extent, work // MIN_WORK_PER_CHUNK))
+    return max(1, min(threads, extent, work // (MIN_WORK_PER_CHUNK * work_factor)))
 
 
 # ---------------------------------------------------------------- the native hand-off
