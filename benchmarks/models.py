@@ -37,8 +37,6 @@ import importlib.util  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 import types  # noqa: E402
 from collections.abc import Callable  # noqa: E402
@@ -53,7 +51,6 @@ UPDATE_TOLERANCE = 0.02              # parameter changes: error / largest change
 LEARNING_RATE, BETA_1, BETA_2, EPSILON = 1e-3, 0.9, 0.999, 1e-7   # Keras' Adam defaults
 CLASSES, HIDDEN, FEATURES = 10, 512, 784
 FIT_STEPS = 8                        # batches per timed fit() epoch
-WORKER_TIMEOUT_S = 1800
 GRAPHJIT_THREADS = "GRAPHJIT_NUM_THREADS"
 
 SYSTEMS = ("numpy", "eager", "graphjit", "jax", "torch", "torch.compile")
@@ -553,18 +550,8 @@ def selected(options: argparse.Namespace) -> list[Workload]:
 
 def spawn(arguments: list[str], threads: int) -> dict[str, Any]:
     """Run this script in a fresh process (thread variables set) and read back its JSON."""
-    with tempfile.TemporaryDirectory(prefix="gj-models-") as folder:
-        out = os.path.join(folder, "result.json")
-        env = dict(os.environ)
-        env.update({v: str(threads) for v in (*harness.THREAD_VARIABLES, GRAPHJIT_THREADS)})
-        command = [sys.executable, os.path.abspath(__file__), *arguments, "--json", out]
-        completed = subprocess.run(command, env=env, capture_output=True, text=True,
-                                   timeout=WORKER_TIMEOUT_S, check=False)
-        if completed.returncode != 0 or not os.path.exists(out):
-            tail = (completed.stderr or completed.stdout).strip().splitlines()[-3:]
-            return {"failed": " | ".join(tail) or f"exit {completed.returncode}"}
-        with open(out) as handle:
-            return json.load(handle)
+    environment = {v: str(threads) for v in (*harness.THREAD_VARIABLES, GRAPHJIT_THREADS)}
+    return harness.spawn(arguments, environment, script=__file__)
 
 
 def available_systems(requested: list[str] | None) -> tuple[list[str], list[str]]:

@@ -340,14 +340,16 @@ def available_systems(requested: list[str] | None) -> tuple[list[str], list[str]
     return chosen, missing
 
 
-def spawn(arguments: list[str], environment: dict[str, str] | None = None) -> dict[str, Any]:
-    """Run this script in a fresh process and read back the JSON it writes."""
+def spawn(arguments: list[str], environment: dict[str, str] | None = None,
+          script: str | None = None) -> dict[str, Any]:
+    """Run `script` (default: this one) in a fresh process with the thread variables set to the
+    core count (then `environment`), and read back the JSON it writes."""
     with tempfile.TemporaryDirectory(prefix="gj-bench-") as folder:
         out = os.path.join(folder, "result.json")
         env = dict(os.environ)
         env.update({v: str(CORES) for v in THREAD_VARIABLES})
         env.update(environment or {})
-        command = [sys.executable, os.path.abspath(__file__), *arguments, "--json", out]
+        command = [sys.executable, os.path.abspath(script or __file__), *arguments, "--json", out]
         completed = subprocess.run(command, env=env, capture_output=True, text=True,
                                    timeout=WORKER_TIMEOUT_S, check=False)
         if completed.returncode != 0 or not os.path.exists(out):

@@ -478,24 +478,6 @@ def test_matmul_epilogue_runs_after_the_product(a_shape, b_shape, threads):
     pool.close()
 
 
-def test_parallel_epilogue_after_a_native_product(monkeypatch):
-    import graphjit.runtime.threads as threads_module
-
-    pool = CountingPool(2)
-    import graphjit.runtime.cpu as cpu_module
-
-    monkeypatch.setattr(threads_module, "MIN_WORK_PER_CHUNK", 100)  # a parallel epilogue
-    monkeypatch.setattr(cpu_module, "EPILOGUE_WORK_FACTOR", 1)
-    executable = compile_program(matmul_program((64, 32), (32, 48), np.float32,
-                                                epilogue_bias=True), pool=pool)
-    rng = np.random.default_rng(6)
-    a, b = rng.standard_normal((64, 32), np.float32), rng.standard_normal((32, 48), np.float32)
-    bias = rng.standard_normal(48, np.float32)
-    assert_same(executable.run([a, b, bias])[0], a @ b + bias, rtol=1e-4)
-    assert pool.parallel_calls == 1
-    pool.close()
-
-
 def test_broadcast_batch_operand_with_zero_stride():
     dtype = np.float64
     buffers = [buf(0, (3, 4), dtype, BufferKind.PARAM, param_index=0),
@@ -669,20 +651,22 @@ def test_big_outputs_come_from_a_pool_and_are_reused_only_once_the_user_drops_th
     assert fourth.flags.c_contiguous and fourth.flags.writeable
 
 
-def test_epilogue_needs_more_work_than_a_loop_to_be_split(monkeypatch):
+@pytest.mark.parametrize("work_factor, parallel_calls", [(1, 1), (10**9, 0)])
+def test_epilogue_after_a_native_product_is_split_only_past_its_threshold(
+        monkeypatch, work_factor, parallel_calls):
     """OpenBLAS's workers still spin right after a product, so an epilogue is split only past
-    EPILOGUE_WORK_FACTOR times the usual threshold: here a loop would split, the epilogue not."""
+    EPILOGUE_WORK_FACTOR times the loops' threshold (here lowered so that a loop would split)."""
     import graphjit.runtime.cpu as cpu_module
     import graphjit.runtime.threads as threads_module
 
     monkeypatch.setattr(threads_module, "MIN_WORK_PER_CHUNK", 100)
-    monkeypatch.setattr(cpu_module, "EPILOGUE_WORK_FACTOR", 10**9)
+    monkeypatch.setattr(cpu_module, "EPILOGUE_WORK_FACTOR", work_factor)
     pool = CountingPool(2)
     executable = compile_program(matmul_program((64, 32), (32, 48), np.float32,
                                                 epilogue_bias=True), pool=pool)
-    rng = np.random.default_rng(7)
+    rng = np.random.default_rng(6)
     a, b = rng.standard_normal((64, 32), np.float32), rng.standard_normal((32, 48), np.float32)
     bias = rng.standard_normal(48, np.float32)
     assert_same(executable.run([a, b, bias])[0], a @ b + bias, rtol=1e-4)
-    assert pool.parallel_calls == 0
+    assert pool.parallel_calls == parallel_calls
     pool.close()
