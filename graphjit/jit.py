@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import functools
 import inspect
-import os
 import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,8 +34,6 @@ class CompiledEntry:
     specs: list[LeafSpec]
     lowered: Lowered
     n_user: int = 0
-    call_count: int = 0
-    convert: list[Callable] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.n_user = self.traced.n_user_outputs
@@ -58,7 +55,7 @@ class CompiledEntry:
             return lambda args: run(list(args))[0]
         if checks_layouts:
             return lambda args: self(list(args), args)
-        return lambda args: self(_fast_leaves(args), args)
+        return lambda args: self(_contiguous_leaves(args), args)
 
     def __call__(self, leaves: list, originals: Sequence | None = None) -> Any:
         outs = self.run(leaves)
@@ -77,10 +74,6 @@ def _to_user(array: np.ndarray, weak: bool) -> Any:
     if array.ndim:
         return array
     return array.item() if weak else array[()]
-
-
-def _describe_key(key: Any) -> str:
-    return repr(key)
 
 
 class JitFunction:
@@ -127,7 +120,7 @@ class JitFunction:
             entry = self._compile_locked(key, leaves, rebuild)
         else:
             self.hits += 1
-        return entry(_prepare_leaves(leaves, entry.specs), leaves)
+        return entry(_contiguous_leaves(leaves), leaves)
 
     def _key_and_leaves(self, args: tuple, kwargs: dict):
         """The cache key, the dynamic leaves and a function that rebuilds (args, kwargs)."""
@@ -283,16 +276,12 @@ def _output_ndims(traced: TracedFunction) -> list[bool]:
     return [bool(graph.node(index).shape) for index in graph.outputs]
 
 
-def _fast_leaves(args: tuple) -> list:
+def _contiguous_leaves(args: Sequence) -> list:
     return [_contiguous(a) if type(a) is np.ndarray else a for a in args]
 
 
 def _contiguous(array: np.ndarray) -> np.ndarray:
     return array if array.flags.c_contiguous else np.ascontiguousarray(array)
-
-
-def _prepare_leaves(leaves: list, specs: list[LeafSpec]) -> list:
-    return [_contiguous(leaf) if type(leaf) is np.ndarray else leaf for leaf in leaves]
 
 
 def _leaf_key(leaf: Any, n: int, name: str) -> Any:
