@@ -36,5 +36,9 @@ class CompileError(GraphjitError, RuntimeError):
     """A backend failed to compile a kernel (a graphjit bug: please report it)."""
 
 
+class ConfigurationError(GraphjitError, ValueError):
+    """A GRAPHJIT_* environment variable or setting has a value graphjit cannot use."""
+
+
 class VerifyError(GraphjitError, AssertionError):
     """The IR verifier found a node whose shape or dtype disagrees with its op's rules."""

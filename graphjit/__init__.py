@@ -10,8 +10,8 @@ import importlib
 from typing import Any
 
 from graphjit.compiler.errors import (
-    ArgumentError, CompileError, DTypeError, GraphjitError, ShapeError, TracerBoolError,
-    UnsupportedError,
+    ArgumentError, CompileError, ConfigurationError, DTypeError, GraphjitError, ShapeError,
+    TracerBoolError, UnsupportedError,
 )
 
 from .jit import JitFunction, jit
@@ -51,5 +51,5 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "jit", "JitFunction", "Lowered", "GraphjitError", "TracerBoolError", "UnsupportedError",
-    "ShapeError", "DTypeError", "ArgumentError", "CompileError", "__version__", *_LAZY,
+    "ShapeError", "DTypeError", "ArgumentError", "CompileError", "ConfigurationError", "__version__", *_LAZY,
 ]

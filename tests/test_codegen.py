@@ -17,6 +17,7 @@ from graphjit.compiler.kernel import (
 )
 from graphjit.compiler.ops import Op
 from graphjit.runtime.cpu.codegen import RenderedKernel, render_loop_kernel
+from vector_width import is_vectorised
 
 llvm.initialize_native_target()
 llvm.initialize_native_asmprinter()
@@ -169,7 +170,7 @@ class KernelRunner:
 
     @property
     def vectorised(self) -> bool:
-        return "<8 x" in self.compiled.optimized_ir or "<4 x" in self.compiled.optimized_ir
+        return is_vectorised(self.compiled.optimized_ir)
 
 
 def run_kernel(builder: KernelBuilder, inputs: dict[int, np.ndarray],

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import os
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ import llvmlite
 import llvmlite.binding as llvm
 from llvmlite import ir
 
-from graphjit.compiler.errors import CompileError
+from graphjit.compiler.errors import CompileError, ConfigurationError
 
 OPT_LEVEL = 3
 # Part of every disk-cache key: change it whenever `optimise` or `_new_machine` change what code
@@ -52,11 +53,56 @@ def _host_target() -> _Host:
         if _host is None:
             llvm.initialize_native_target()
             llvm.initialize_native_asmprinter()
-            cpu = llvm.get_host_cpu_name()
-            features = llvm.get_host_cpu_features().flatten()
+            cpu, features = _chosen_cpu()
             triple = llvm.get_process_triple()
             _host = _Host(cpu, features, triple, _new_machine(triple, cpu, features))
     return _host
+
+
+# CPUs that GRAPHJIT_CPU may name, each with the host features its code needs. Code built for a
+# CPU the host cannot run would die of SIGILL, so a name is only accepted when the host has all of
+# them; older CPUs let one machine's tests cover the narrower vector paths too.
+_V2 = ("sse4.2", "popcnt")
+_V3 = _V2 + ("avx", "avx2", "fma", "bmi2")
+_V4 = _V3 + ("avx512f", "avx512bw", "avx512dq", "avx512vl")
+NAMED_CPUS: dict[str, tuple[str, ...]] = {
+    "x86-64": (), "x86-64-v2": _V2, "nehalem": _V2,
+    "x86-64-v3": _V3, "haswell": _V3, "skylake": _V3, "znver2": _V3, "znver3": _V3,
+    "x86-64-v4": _V4, "skylake-avx512": _V4, "icelake-server": _V4, "znver4": _V4,
+}
+
+
+def _chosen_cpu() -> tuple[str, str]:
+    """The CPU name and feature string to compile for: the host, or GRAPHJIT_CPU."""
+    host_features = llvm.get_host_cpu_features()
+    name = os.environ.get("GRAPHJIT_CPU", "").strip().lower()
+    if name in ("", "host", "native"):
+        return llvm.get_host_cpu_name(), host_features.flatten()
+    if name not in NAMED_CPUS:
+        raise ConfigurationError(
+            f"GRAPHJIT_CPU={name!r} is not a CPU graphjit can target; use 'host' or one of "
+            f"{', '.join(sorted(NAMED_CPUS))}")
+    missing = [f for f in NAMED_CPUS[name] if not host_features.get(f, False)]
+    if missing:
+        raise ConfigurationError(
+            f"GRAPHJIT_CPU={name!r} needs CPU features this machine lacks ({', '.join(missing)}): "
+            "its code could not run here; name an older CPU or unset GRAPHJIT_CPU")
+    # An empty feature string lets LLVM use exactly the named CPU's features.
+    return name, ""
+
+
+def vector_bytes() -> int:
+    """The widest SIMD register of the target CPU, in bytes (16 SSE, 32 AVX2, 64 AVX-512)."""
+    host = _host_target()
+    if host.features:
+        enabled = {f[1:] for f in host.features.split(",") if f.startswith("+")}
+    else:
+        enabled = set(NAMED_CPUS.get(host.cpu, ()))
+    if "avx512f" in enabled:
+        return 64
+    if "avx" in enabled:
+        return 32
+    return 16
 
 
 def _new_machine(triple: str, cpu: str, features: str) -> llvm.TargetMachine:
