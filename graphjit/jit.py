@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -102,6 +104,7 @@ class JitFunction:
         self.misses = 0
         self._leaf_shapes: list[list[tuple]] = []
         self._warned = False
+        _live_functions.add(self)
 
     # ------------------------------------------------------------ calling
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -235,6 +238,20 @@ class JitFunction:
 
     def __repr__(self) -> str:
         return f"<graphjit.jit {self.__name__} target={self.target}>"
+
+
+# Every JitFunction, so a forked child can replace locks that a parent thread may have held.
+_live_functions: weakref.WeakSet[JitFunction] = weakref.WeakSet()
+
+
+def _fresh_locks_after_fork() -> None:
+    for function in list(_live_functions):
+        function._lock = threading.RLock()
+        function._key_locks = {}
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_fresh_locks_after_fork)
 
 
 def _contains_tracer(args: tuple, kwargs: dict) -> bool:
