@@ -25,7 +25,7 @@ from graphjit.compiler.kernel import (Access, Buffer, BufferKind, HostKernel, In
 from graphjit.compiler.ops import Op
 from graphjit.runtime.cpu import CPUBackend, llvm
 from graphjit.runtime.cpu.blas import blas_layout
-from graphjit.runtime.threads import ThreadPool
+from graphjit.runtime.cpu.threads import ThreadPool
 
 # ---------------------------------------------------------------- a stand-in code generator
 
@@ -516,7 +516,7 @@ class CountingPool(ThreadPool):
 
 def test_big_kernels_are_split_over_the_pool_and_small_ones_are_not():
     pool = CountingPool(2)
-    from graphjit.runtime.threads import MIN_WORK_PER_CHUNK
+    from graphjit.runtime.cpu.threads import MIN_WORK_PER_CHUNK
 
     size = 2 * MIN_WORK_PER_CHUNK + 1000     # worth two chunks whatever the threshold is
     big = compile_program(add_one_program(shape=(size,), dtype=np.float32), pool=pool)
@@ -657,7 +657,7 @@ def test_epilogue_after_a_native_product_is_split_only_past_its_threshold(
     """OpenBLAS's workers still spin right after a product, so an epilogue is split only past
     EPILOGUE_WORK_FACTOR times the loops' threshold (here lowered so that a loop would split)."""
     import graphjit.runtime.cpu as cpu_module
-    import graphjit.runtime.threads as threads_module
+    import graphjit.runtime.cpu.threads as threads_module
 
     monkeypatch.setattr(threads_module, "MIN_WORK_PER_CHUNK", 100)
     monkeypatch.setattr(cpu_module, "EPILOGUE_WORK_FACTOR", work_factor)

@@ -22,8 +22,8 @@ from graphjit.compiler.errors import CompileError, GraphjitError
 from graphjit.compiler.kernel import (Buffer, BufferKind, HostKernel, LoopKernel, MatmulKernel,
                                       Program)
 from graphjit.compiler.kernel import Step as ProgramStep
-from graphjit.runtime.executable import Executable, HostStep, Step, Workspace
-from graphjit.runtime.threads import ThreadPool, chunk_count, default_pool, split
+from graphjit.runtime.cpu.executable import Executable, HostStep, Step, Workspace
+from graphjit.runtime.cpu.threads import ThreadPool, chunk_count, default_pool, split
 
 from . import llvm
 from .blas import GemmPlan, MatmulRunner, gemm_address, plan_gemm
