@@ -13,7 +13,7 @@ import numpy as np
 
 from graphjit.compiler.ir import Attrs
 from graphjit.compiler.kernel import (
-    Access, Buffer, BufferKind, Instr, Level, LoopKernel, Source, Store,
+    Access, Buffer, BufferKind, Instr, Level, LoopKernel, Operand, Store,
 )
 from graphjit.compiler.ops import Op
 from graphjit.runtime.cpu.loops import RenderedKernel, render_loop_kernel
@@ -88,7 +88,7 @@ class KernelBuilder:
             strides = self.broadcast_strides(self.buffers[buffer].shape)
         access = Access(buffer, tuple(strides), offset)
         level = self.level_of(access.strides)
-        return self.add(Instr(Source.LOAD, (), self.buffers[buffer].dtype, level,
+        return self.add(Instr(Operand.LOAD, (), self.buffers[buffer].dtype, level,
                               Attrs({"access": access})))
 
     def broadcast_strides(self, shape: Sequence[int]) -> tuple[int, ...]:
@@ -98,7 +98,7 @@ class KernelBuilder:
 
     def const(self, value, dtype) -> int:
         level = Level.OUTER if self.reduce_axes else Level.FULL
-        return self.add(Instr(Source.CONST, (), np.dtype(dtype), level, Attrs({"value": value})))
+        return self.add(Instr(Operand.CONST, (), np.dtype(dtype), level, Attrs({"value": value})))
 
     def op(self, op: Op, *args: int, dtype=None, **attrs) -> int:
         dtype = np.dtype(dtype if dtype is not None else self.instrs[args[0]].dtype)

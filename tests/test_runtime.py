@@ -21,7 +21,7 @@ from llvmlite import ir
 from graphjit.compiler.errors import ArgumentError, CompileError
 from graphjit.compiler.ir import Attrs, Graph
 from graphjit.compiler.kernel import (Access, Buffer, BufferKind, HostKernel, Instr, LoopKernel,
-                                      MatmulKernel, Program, Source, Store)
+                                      MatmulKernel, Program, Operand, Store)
 from graphjit.compiler.ops import Op
 from graphjit.runtime.cpu import CPUBackend, llvm
 from graphjit.runtime.cpu.blas import blas_layout
@@ -96,10 +96,10 @@ def _address(builder, table, access, index, dtype):
 
 def _emit(builder, instr, values, index, table):
     llvm_type = _LLVM_TYPES[np.dtype(instr.dtype)]
-    if instr.op is Source.LOAD:
+    if instr.op is Operand.LOAD:
         address = _address(builder, table, instr.attrs["access"], index, instr.dtype)
         return builder.load(address, typ=llvm_type)
-    if instr.op is Source.CONST:
+    if instr.op is Operand.CONST:
         return ir.Constant(llvm_type, instr.attrs["value"])
     table_of_ops = _FLOAT_OPS if np.dtype(instr.dtype).kind == "f" else _INT_OPS
     return getattr(builder, table_of_ops[instr.op])(*(values[a] for a in instr.args))
@@ -117,11 +117,11 @@ def contiguous(shape):
 
 def load(buffer, dtype, shape, strides=None, offset=0):
     access = Access(buffer, contiguous(shape) if strides is None else tuple(strides), offset)
-    return Instr(Source.LOAD, (), np.dtype(dtype), attrs=Attrs({"access": access}))
+    return Instr(Operand.LOAD, (), np.dtype(dtype), attrs=Attrs({"access": access}))
 
 
 def const(value, dtype):
-    return Instr(Source.CONST, (), np.dtype(dtype), attrs=Attrs({"value": value}))
+    return Instr(Operand.CONST, (), np.dtype(dtype), attrs=Attrs({"value": value}))
 
 
 def binary(op, a, b, dtype):

@@ -21,11 +21,11 @@ from typing import Any, Protocol
 from graphjit.compiler.errors import CompileError, GraphjitError
 from graphjit.compiler.kernel import (Buffer, BufferKind, HostKernel, LoopKernel, MatmulKernel,
                                       Program)
-from graphjit.compiler.kernel import Step as ProgramStep
+from graphjit.compiler.kernel import Kernel
 
 from . import llvm
 from .blas import GemmPlan, MatmulRunner, gemm_address, plan_gemm
-from .executable import Executable, HostStep, Step, Workspace
+from .executable import Executable, HostStep, RunStep, Workspace
 from .threads import ThreadPool, chunk_count, default_pool, split
 
 # Batched products with more elements than this loop in Python instead of unrolling in native code.
@@ -108,7 +108,7 @@ class _Planner:
         self._flush()
         return self.items
 
-    def _add(self, step: ProgramStep) -> None:
+    def _add(self, step: Kernel) -> None:
         adders = {LoopKernel: self._add_loop, MatmulKernel: self._add_matmul,
                   HostKernel: self._add_host}
         adder = adders.get(type(step))
@@ -298,7 +298,7 @@ class CPUBackend:
         return Executable(program, entry, steps, texts=library.texts, keep_alive=library)
 
     def _step(self, item: PlanItem, program: Program, library: llvm.NativeLibrary
-              ) -> Step | None:
+              ) -> RunStep | None:
         makers = {
             llvm.Segment: lambda: _segment_step(item, library),
             ParallelPlan: lambda: _loop_step(self.pool, library, item.kernel, item.ranges),
@@ -341,7 +341,7 @@ def _segment_function(library: llvm.NativeLibrary, segment: llvm.Segment) -> Cal
     return prototype(library.address(segment.name))
 
 
-def _segment_step(segment: llvm.Segment, library: llvm.NativeLibrary) -> Step | None:
+def _segment_step(segment: llvm.Segment, library: llvm.NativeLibrary) -> RunStep | None:
     if not segment.calls and not segment.bind_leaves and not segment.bind_outputs:
         return None
     function = _segment_function(library, segment)
@@ -353,7 +353,7 @@ def _segment_step(segment: llvm.Segment, library: llvm.NativeLibrary) -> Step | 
 
 
 def _loop_step(pool: ThreadPool, library: llvm.NativeLibrary, rendered: Rendered,
-               ranges: tuple[tuple[int, int], ...]) -> Step:
+               ranges: tuple[tuple[int, int], ...]) -> RunStep:
     function = KERNEL_FUNCTION(library.address(rendered.name))
     chunks = list(ranges)
     if len(chunks) <= 1:
@@ -372,7 +372,7 @@ def _loop_step(pool: ThreadPool, library: llvm.NativeLibrary, rendered: Rendered
 
 
 def _matmul_step(plan: MatmulPlan, program: Program, pool: ThreadPool,
-                 library: llvm.NativeLibrary) -> Step:
+                 library: llvm.NativeLibrary) -> RunStep:
     kernel = plan.kernel
     runner = MatmulRunner(kernel, program.buffers[kernel.a.buffer].dtype,
                           program.buffers[kernel.b.buffer].dtype)

@@ -4,7 +4,7 @@
 element of `op` (args are the operands' LLVM values) with the renderer's Emitter `renderer.e`.
 Adding an op is one entry here; `by_kind(f=..., i=..., b=...)` dispatches on the operands'
 dtype kind, and `OP_WEIGHTS` (optional) tells the thread-count heuristics an op is expensive.
-Loads and constants lower through SOURCE_LOWERINGS.
+Loads and constants lower through OPERAND_LOWERINGS.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from graphjit.compiler.errors import CompileError
-from graphjit.compiler.kernel import Access, Instr, Source
+from graphjit.compiler.kernel import Access, Instr, Operand
 from graphjit.compiler.ops import Op
 
 from .emitter import (FLOAT_DTYPE_OF, INT_BITS, INT_LIMITS, MEMORY_TYPES, SUFFIX, Emitter, const,
@@ -46,7 +46,7 @@ def lower_const(r: KernelRenderer, instr: Instr, _: list[str], __: Scope) -> str
     return const(value, llvm_type(instr.dtype))
 
 
-SOURCE_LOWERINGS: dict[Source, Lowering] = {Source.LOAD: lower_load, Source.CONST: lower_const}
+OPERAND_LOWERINGS: dict[Operand, Lowering] = {Operand.LOAD: lower_load, Operand.CONST: lower_const}
 
 
 # ---------------------------------------------------------------- elementwise ops
@@ -334,7 +334,7 @@ ELEMENTWISE_LOWERINGS: dict[Op, Lowering] = {
 }
 
 # rough cost of one element of each op, in "simple op" units (for thread-count heuristics)
-OP_WEIGHTS: dict[Op | Source, int] = {
+OP_WEIGHTS: dict[Op | Operand, int] = {
     Op.EXP: 20, Op.LOG: 20, Op.LOG1P: 30, Op.EXPM1: 40, Op.TANH: 25, Op.SIN: 40, Op.COS: 40,
     Op.POW: 40, Op.DIV: 4, Op.SQRT: 4, Op.FLOORDIV: 20, Op.MOD: 20,
 }

@@ -43,10 +43,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from graphjit.compiler.errors import CompileError, GraphjitError
-from graphjit.compiler.kernel import Access, Buffer, Instr, Level, LoopKernel, Source, Store
+from graphjit.compiler.kernel import Access, Buffer, Instr, Level, LoopKernel, Operand, Store
 from graphjit.compiler.ops import REDUCTIONS
 
-from .elementwise import ELEMENTWISE_LOWERINGS, OP_WEIGHTS, SOURCE_LOWERINGS
+from .elementwise import ELEMENTWISE_LOWERINGS, OP_WEIGHTS, OPERAND_LOWERINGS
 from .emitter import MEMORY_TYPES, Emitter, ModuleParts
 from .reducers import ARG_REDUCTIONS, Reducer, make_reducer
 
@@ -153,7 +153,7 @@ class KernelRenderer:
         self.stashed: set[int] = set()          # instrs whose stash earlier passes have filled
 
     def _all_accesses(self) -> list[Access]:
-        loads = [i.attrs["access"] for i in self.instrs if i.op is Source.LOAD]
+        loads = [i.attrs["access"] for i in self.instrs if i.op is Operand.LOAD]
         return loads + [store.access for store in self.kernel.stores]
 
     # -- top level
@@ -478,7 +478,7 @@ class KernelRenderer:
         if instr.op in REDUCTIONS:
             raise CompileError(f"reduction %{index} used before its pass was emitted")
         args = [self.value(a, scope) for a in instr.args]
-        lowering = SOURCE_LOWERINGS.get(instr.op) or ELEMENTWISE_LOWERINGS.get(instr.op)
+        lowering = OPERAND_LOWERINGS.get(instr.op) or ELEMENTWISE_LOWERINGS.get(instr.op)
         if lowering is None:
             raise CompileError(f"the CPU backend has no lowering for {instr.op!r}", instr.source)
         result = lowering(self, instr, args, scope)
@@ -490,7 +490,7 @@ class KernelRenderer:
 
     def constant_arg(self, instr: Instr, position: int) -> float | int | None:
         arg = self.instrs[instr.args[position]]
-        return arg.attrs["value"] if arg.op is Source.CONST else None
+        return arg.attrs["value"] if arg.op is Operand.CONST else None
 
     def address(self, access: Access, scope: Scope, dtype: np.dtype) -> str:
         offset = scope.position.offsets[self.access_ids[access]]
