@@ -41,7 +41,7 @@ import weakref
 from collections.abc import Callable
 
 # A loop is split only when it does at least this many element-operations per chunk (OP_WEIGHTS
-# units of runtime/cpu/codegen.py, roughly 0.05-0.2 ns each vectorised). Measured on the 2-vCPU
+# units of runtime/cpu/elementwise.py OP_WEIGHTS, roughly 0.05-0.2 ns each vectorised). Measured on the 2-vCPU
 # VM: with the native hand-off (~1-3 us when the worker is spinning, up to ~100 us when it must
 # be woken) splitting pays from about 20-40 us of single-threaded work.
 MIN_WORK_PER_CHUNK = 500_000
