@@ -192,7 +192,8 @@ class CUDABackend:
     def __init__(self, cache: KernelCache | None = None):
         self.cache = cache or KERNEL_CACHE
 
-    def compile(self, program: Program, stats: dict) -> CUDAExecutable:
+    def compile(self, program: Program, stats: dict | None = None) -> CUDAExecutable:
+        stats = {} if stats is None else stats
         info = device_info()     # raises CUDAUnavailableError with the ways to get a device
         start = time.perf_counter()
         rendered = render_program(program, info.simulator, info.sm_count)
