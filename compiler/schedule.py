@@ -19,7 +19,7 @@ from .kernel import (
     Access, Buffer, BufferKind, HostKernel, Instr, Level, LoopKernel, MatmulKernel, Program,
     Operand, Kernel, Store,
 )
-from .ops import REDUCTIONS, VIEWS, Op
+from .ops import REDUCTIONS, SPLITTABLE, VIEWS, Op
 from .passes.fuse import (
     HOST, MATMUL, FusionPlan, Group, Layout, LoopSpace, identity_layout, inputs_of,
     loop_space_of,
@@ -340,7 +340,6 @@ class ProgramBuilder:
 SPLIT_MIN_ELEMENTS = 1 << 17
 SPLIT_CHUNKS = range(16, 65)          # preferred partial counts (enough for 16 threads)
 SPLIT_MIN_CHUNK = 4096                # elements per partial, at least
-SPLITTABLE = frozenset({Op.SUM, Op.PROD, Op.REDUCE_MAX, Op.REDUCE_MIN})   # folds of folds
 
 
 def split_full_reductions(program: Program) -> Program:
