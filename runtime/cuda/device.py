@@ -97,6 +97,7 @@ def as_numba_device_array(value: Any) -> Any:
 
 # ---------------------------------------------------------------- device inputs and results
 
+SIMULATOR_LAUNCH_LOCK = threading.RLock()
 _COPY_KERNELS: dict[int, Any] = {}
 _COPY_LOCK = threading.Lock()
 
@@ -133,7 +134,12 @@ def contiguous_device_copy(array: Any) -> Any:
     if size:
         threads = 8 if simulator_enabled() else 256
         blocks = 2 if simulator_enabled() else min(-(-size // threads), 4096)
-        _copy_kernel(len(shape))[blocks, threads](array, out)
+        kernel = _copy_kernel(len(shape))[blocks, threads]
+        if simulator_enabled():
+            with SIMULATOR_LAUNCH_LOCK:
+                kernel(array, out)
+        else:
+            kernel(array, out)
     return out.reshape(shape)
 
 

@@ -34,7 +34,7 @@ from graphjit.compiler.ir import Node
 from graphjit.compiler.kernel import Buffer, BufferKind, Program
 
 from .device import (
-    CUDAUnavailableError, as_numba_device_array, contiguous_device_copy, is_device_array,
+    SIMULATOR_LAUNCH_LOCK, CUDAUnavailableError, as_numba_device_array, contiguous_device_copy, is_device_array,
     numba_cuda, result_converter,
 )
 
@@ -52,8 +52,10 @@ class KernelLaunch:
             return
         # Simulated threads compute on NumPy scalars, which warn on inf/NaN/division by zero
         # where a GPU silently gives NumPy's values; the filter is process-wide, so it reaches
-        # the simulator's threads.
-        with warnings.catch_warnings():
+        # the simulator's threads. The simulator swaps the kernel module's `cuda` global for
+        # each launch, so two host threads must not launch at once (a GPU has no such limit;
+        # calls still interleave between launches).
+        with SIMULATOR_LAUNCH_LOCK, warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             self.configured(*[table[b] for b in self.buffers])
 
