@@ -86,11 +86,11 @@ class ExternalStep:
         self.call(table)
 
 
-Step = KernelLaunch | HostStep | ExternalStep
+DeviceStep = KernelLaunch | HostStep | ExternalStep
 
 
 class CUDAExecutable:
-    def __init__(self, program: Program, steps: Sequence[Step], texts: Mapping[str, str],
+    def __init__(self, program: Program, steps: Sequence[DeviceStep], texts: Mapping[str, str],
                  scratch: Sequence[Buffer] = ()):
         self.cuda = numba_cuda()
         self.buffers: list[Buffer] = list(program.buffers) + list(scratch)

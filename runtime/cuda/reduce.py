@@ -32,7 +32,7 @@ from dataclasses import replace as dc_replace
 import numpy as np
 
 from graphjit.compiler.ir import Attrs
-from graphjit.compiler.kernel import Access, Buffer, BufferKind, Instr, Level, LoopKernel, Source
+from graphjit.compiler.kernel import Access, Buffer, BufferKind, Instr, Level, LoopKernel, Operand
 from graphjit.compiler.ops import REDUCTIONS, Op
 
 from .launch import (
@@ -121,7 +121,7 @@ def varying_instrs(kernel: LoopKernel) -> set[int]:
     reduce_dims = [d for d in kernel.reduce_axes if kernel.loop_shape[d] != 1]
     varying: set[int] = set()
     for n, instr in enumerate(kernel.instrs):
-        if instr.op is Source.LOAD:
+        if instr.op is Operand.LOAD:
             strides = instr.attrs["access"].strides
             moves = any(strides[d] != 0 for d in reduce_dims)
         else:
@@ -181,7 +181,7 @@ class Shape:
         votes = 0
         for n in self.varying:
             instr = self.kernel.instrs[n]
-            if instr.op is not Source.LOAD:
+            if instr.op is not Operand.LOAD:
                 continue
             moving = [(abs(s), d) for d, s in enumerate(instr.attrs["access"].strides)
                       if s != 0 and shape[d] != 1]
@@ -256,11 +256,11 @@ def final_kernel(kernel: LoopKernel, info: Shape, parts: int, partials: dict[int
             continue        # folded into the partials
         if instr.op in REDUCTIONS:
             accumulator = info.reducers[n].accumulator_dtype
-            instrs.append(Instr(Source.LOAD, (), accumulator, Level.FULL,
+            instrs.append(Instr(Operand.LOAD, (), accumulator, Level.FULL,
                                 Attrs({"access": Access(partials[n], tuple(strides))}),
                                 instr.node, instr.source))
             instr = dc_replace(instr, args=(len(instrs) - 1,))
-        elif instr.op is Source.LOAD:
+        elif instr.op is Operand.LOAD:
             access = instr.attrs["access"]
             kept = tuple(0 if d in info.reduce_dims else s for d, s in enumerate(access.strides))
             instr = dc_replace(instr, attrs=Attrs({"access": Access(access.buffer, kept,
