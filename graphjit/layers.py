@@ -601,3 +601,18 @@ __all__ = [
     "MaxPooling2D", "GlobalAveragePooling2D", "Embedding", "ACTIVATIONS", "INITIALIZERS",
     "get_activation", "initialize", "set_seed",
 ]
+
+
+# ---------------------------------------------------------------- issue 16: more Keras layers
+# (recurrent, convolution and pooling, attention, preprocessing; masks). They live in their own
+# modules, which import the base class above; this block only re-exports them.
+from . import masking as _masking  # noqa: E402
+
+_masking.install(Layer)
+for _passes_masks in (Activation, Dropout, Dense, LayerNormalization, BatchNormalization):
+    _passes_masks.supports_masking = True
+
+from .recurrent import GRU, LSTM, RNN, Bidirectional, SimpleRNN, TimeDistributed  # noqa: E402
+
+__all__ += ["RNN", "SimpleRNN", "LSTM", "GRU", "Bidirectional", "TimeDistributed"]
+# ---------------------------------------------------------------- end of issue 16's block
