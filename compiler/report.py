@@ -6,7 +6,7 @@ from collections.abc import Callable
 from .dtypes import short_name
 from .ir import Graph
 from .kernel import (
-    Access, Buffer, HostKernel, Instr, Level, LoopKernel, MatmulKernel, Program, Source, Step,
+    Access, Buffer, HostKernel, Instr, Level, LoopKernel, MatmulKernel, Program, Operand, Kernel,
 )
 from .ops import attrs_repr
 from .printer import format_node
@@ -35,9 +35,9 @@ def format_buffer(buffer: Buffer) -> str:
 
 def format_instr(index: int, instr: Instr) -> str:
     head = f"  v{index}:{short_name(instr.dtype)} = {instr.op.value}"
-    if instr.op is Source.LOAD:
+    if instr.op is Operand.LOAD:
         body = f"{head} {format_access(instr.attrs['access'])}"
-    elif instr.op is Source.CONST:
+    elif instr.op is Operand.CONST:
         body = f"{head} {instr.attrs['value']!r}"
     else:
         args = " ".join(f"v{a}" for a in instr.args)
@@ -82,7 +82,7 @@ FORMATTERS: dict[type, Callable[..., list[str]]] = {
 }
 
 
-def format_step(step: Step) -> list[str]:
+def format_step(step: Kernel) -> list[str]:
     return FORMATTERS[type(step)](step)
 
 
@@ -96,7 +96,7 @@ def format_program(program: Program) -> str:
     return "\n".join(lines)
 
 
-def _step_kind(step: Step) -> str:
+def _step_kind(step: Kernel) -> str:
     if isinstance(step, MatmulKernel):
         return "matmul" + (" + epilogue" if step.epilogue is not None else "")
     if isinstance(step, HostKernel):

@@ -15,9 +15,9 @@ import numpy as np
 from .ir import Attrs, Graph, Node
 from .kernel import (
     Access, Buffer, BufferKind, HostKernel, Instr, Level, LoopKernel, MatmulKernel, Program,
-    Source, Step, Store,
+    Operand, Kernel, Store,
 )
-from .ops import REDUCTIONS, VIEWS, Op
+from .ops import REDUCTIONS, SPLITTABLE, VIEWS, Op
 from .passes.fuse import (
     HOST, MATMUL, FusionPlan, Group, Layout, LoopSpace, identity_layout, inputs_of,
     loop_space_of, plan_fusion, plan_from_meta,
@@ -108,7 +108,7 @@ class LoopBuilder:
         varies = full or self.space.varies_on_reduce(strides)
         level = self.level_of((), varies)
         node = self.graph.node(node_id)
-        instr = Instr(Source.LOAD, (), node.dtype, level, Attrs({"access": access}), node_id,
+        instr = Instr(Operand.LOAD, (), node.dtype, level, Attrs({"access": access}), node_id,
                       node.source)
         return self.emit(instr, ("load", access, node.dtype, level))
 
@@ -116,7 +116,7 @@ class LoopBuilder:
         node = self.graph.node(node_id)
         value = python_scalar(node)
         level = self.level_of((), full)
-        instr = Instr(Source.CONST, (), node.dtype, level, Attrs({"value": value}), node_id,
+        instr = Instr(Operand.CONST, (), node.dtype, level, Attrs({"value": value}), node_id,
                       node.source)
         raw = np.asarray(value, dtype=node.dtype).tobytes()
         return self.emit(instr, ("const", node.dtype, raw, level))
@@ -215,7 +215,7 @@ class ProgramBuilder:
         self.group_of = plan.group_of()
         first_outputs = {o for o in graph.outputs if o in self.group_of}
         self.buffers = BufferTable(graph, first_outputs)
-        self.steps: list[Step] = []
+        self.steps: list[Kernel] = []
 
     def name(self) -> str:
         return f"k{len(self.steps)}"
@@ -339,12 +339,11 @@ class ProgramBuilder:
 SPLIT_MIN_ELEMENTS = 1 << 17
 SPLIT_CHUNKS = range(16, 65)          # preferred partial counts (enough for 16 threads)
 SPLIT_MIN_CHUNK = 4096                # elements per partial, at least
-SPLITTABLE = frozenset({Op.SUM, Op.PROD, Op.REDUCE_MAX, Op.REDUCE_MIN})   # folds of folds
 
 
 def split_full_reductions(program: Program) -> Program:
     """Replace each big reduction-to-a-scalar LoopKernel by a partial and a final kernel."""
-    steps: list[Step] = []
+    steps: list[Kernel] = []
     for step in program.steps:
         parts = split_full_reduction(step, program.buffers) if isinstance(step, LoopKernel) \
             else None
@@ -388,7 +387,7 @@ def splittable(kernel: LoopKernel) -> bool:
     depends = reduction_dependents(kernel.instrs)
     if any(depends[n] and i.level is Level.FULL for n, i in enumerate(kernel.instrs)):
         return False          # a second pass over the data (x - mean): not a single fold
-    loads = [i.attrs["access"] for i in kernel.instrs if i.op is Source.LOAD]
+    loads = [i.attrs["access"] for i in kernel.instrs if i.op is Operand.LOAD]
     return all(flat_stride(a.strides, shape) is not None for a in loads)
 
 
@@ -431,7 +430,7 @@ def partial_kernel(kernel: LoopKernel, chunks: int, chunk: int, depends: list[bo
         if depends[index] and instr.op not in REDUCTIONS:
             continue
         attrs = instr.attrs
-        if instr.op is Source.LOAD:
+        if instr.op is Operand.LOAD:
             access = attrs["access"]
             stride = flat_stride(access.strides, shape)
             attrs = Attrs({"access": Access(access.buffer, (stride * chunk, stride),
@@ -459,13 +458,13 @@ def final_kernel(kernel: LoopKernel, chunks: int, depends: list[bool],
     for index in sorted(needed):
         instr = kernel.instrs[index]
         if instr.op in REDUCTIONS:
-            load = Instr(Source.LOAD, (), instr.dtype, Level.FULL,
+            load = Instr(Operand.LOAD, (), instr.dtype, Level.FULL,
                          Attrs({"access": Access(partials[index], (1,))}), instr.node,
                          instr.source)
             instrs.append(load)
             instr = dc_replace(instr, args=(len(instrs) - 1,),
                                attrs=Attrs({**instr.attrs, "axes": (0,)}))
-        elif instr.op is Source.LOAD:
+        elif instr.op is Operand.LOAD:
             access = instr.attrs["access"]
             instr = dc_replace(instr, attrs=Attrs({"access": Access(access.buffer, (0,),
                                                                     access.offset)}))
@@ -480,7 +479,7 @@ def final_kernel(kernel: LoopKernel, chunks: int, depends: list[bool],
 
 # ---------------------------------------------------------------- buffer planning
 
-def step_buffers(step: Step) -> tuple[set[int], set[int]]:
+def step_buffers(step: Kernel) -> tuple[set[int], set[int]]:
     """(buffers the step reads, buffers it writes)."""
     if isinstance(step, HostKernel):
         return set(step.inputs), {step.out}
@@ -491,7 +490,7 @@ def step_buffers(step: Step) -> tuple[set[int], set[int]]:
             reads |= more_reads - {step.out}
             writes |= more_writes
         return reads, writes
-    reads = {i.attrs["access"].buffer for i in step.instrs if i.op is Source.LOAD}
+    reads = {i.attrs["access"].buffer for i in step.instrs if i.op is Operand.LOAD}
     return reads, {s.access.buffer for s in step.stores}
 
 

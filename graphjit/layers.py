@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from graphjit.compiler.errors import GraphjitError
+from graphjit.compiler.errors import GraphjitError, ShapeError
 
 Shape = tuple[int | None, ...]
 
@@ -175,22 +175,137 @@ def _shape_of(inputs: Any) -> Any:
     return tuple(inputs.shape)
 
 
+def _resolve(identifier: Any, module: str, what: str) -> Any:
+    """A regularizer or constraint from None, a callable, or a name/config that graphjit's
+    `regularizers`/`constraints` module resolves with its `get`."""
+    if identifier is None or (callable(identifier) and not isinstance(identifier, (str, dict))):
+        return identifier
+    import importlib
+
+    try:
+        resolver = importlib.import_module(f"graphjit.{module}").get
+    except (ImportError, AttributeError):
+        raise GraphjitError(f"cannot resolve the {what} {identifier!r}: pass a function of the "
+                            "weight instead") from None
+    return resolver(identifier)
+
+
+def get_regularizer(identifier: Any) -> Any:
+    return _resolve(identifier, "regularizers", "regularizer")
+
+
+def get_constraint(identifier: Any) -> Any:
+    return _resolve(identifier, "constraints", "constraint")
+
+
+# ---------------------------------------------------------------- serialisation by class name
+
+_REGISTRY: dict[str, type] = {}
+
+
+def register(cls: type | None = None, *, name: str | None = None,
+             package: str | None = None) -> Any:
+    """Register a layer class for `model.save`/`load_model` under `name` (default: the class
+    name, prefixed "package>" when a package is given, as Keras' `register_keras_serializable`).
+
+        @layers.register
+        class Scale(layers.Layer): ...
+
+    graphjit's own layers register themselves; a custom layer must be registered (before
+    `load_model` runs) to load."""
+
+    def decorate(klass: type) -> type:
+        key = name or klass.__name__
+        if package:
+            key = f"{package}>{key}"
+        klass._registered_name = key
+        _REGISTRY[key] = klass
+        return klass
+
+    return decorate if cls is None else decorate(cls)
+
+
+def registered_name(cls: type) -> str:
+    """The name a layer class is saved under (its registered name, else its class name)."""
+    return cls.__dict__.get("_registered_name", cls.__name__)
+
+
+def get_registered(name: str) -> type:
+    """The layer class saved under `name`; a clear error when nothing registered it."""
+    if name not in _REGISTRY:
+        raise GraphjitError(f"unknown layer class {name!r}: a custom layer must be registered "
+                            "before loading, with the @graphjit.layers.register decorator on "
+                            "its class (or pass custom_objects={name: cls} to load_model)")
+    return _REGISTRY[name]
+
+
+def serialize_value(value: Any) -> Any:
+    """A config value as JSON-able data: activations and dtypes by name, tuples as lists."""
+    if isinstance(value, (str, bool, int, float)) or value is None:
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (np.dtype, type)) and (isinstance(value, np.dtype)
+                                                or issubclass(value, np.generic)):
+        return np.dtype(value).name
+    if isinstance(value, (list, tuple)):
+        return [serialize_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): serialize_value(v) for k, v in value.items()}
+    for table in (ACTIVATIONS, INITIALIZERS):
+        for table_name, fn in table.items():
+            if value is fn:
+                return table_name
+    if hasattr(value, "get_config") and callable(value.get_config):
+        # regularizers, constraints, initializer objects: {"class_name", "config"}
+        return {"class_name": type(value).__name__, "config": serialize_value(value.get_config())}
+    return value  # left as is: saving reports what cannot be stored
+
+
 class Layer:
-    """Base class of every layer: weights in `params`/`state`, `build` once, then `call`."""
+    """Base class of every layer: weights in `params`/`state`, `build` once, then `call`.
+
+    The contract a layer family builds on:
+    - `get_config()` returns the constructor's keyword arguments as JSON-able values (captured
+      automatically from the call that made the layer; override it when a constructor argument is
+      not stored as given), and `from_config(config)` rebuilds the layer from them.
+    - `get_weights()`/`set_weights()` use Keras' order: the trainable weights (`params`) in
+      creation order, then the non-trainable ones (`state`).
+    - `regularization_losses(params)` gives the scalar penalties of this layer's weights, which
+      `fit` adds to the training loss: by default `self.<weight>_regularizer(params[<weight>])`
+      for every weight that has one (`kernel_regularizer`, `bias_regularizer`, ...).
+      `add_loss(value)` inside `call` adds an activity penalty the same way.
+    - Classes defined in graphjit register themselves by class name for saving; a custom layer
+      uses the `@register` decorator.
+    """
 
     uses_rng = False  # True for layers that need a random key while training (Dropout)
 
+    def __new__(cls, *args: Any, **kwargs: Any):
+        layer = super().__new__(cls)
+        # what the constructor was called with: the default `get_config` (Keras 3's auto-config)
+        layer._init_args = (args, dict(kwargs))
+        return layer
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__module__.startswith("graphjit."):
+            register(cls)
+
     def __init__(self, name: str | None = None, trainable: bool = True, seed: int | None = None,
-                 dtype: Any = np.float32):
+                 dtype: Any = np.float32, activity_regularizer: Any = None):
         self.name = name or _unique_name(_snake_case(type(self).__name__))
+        self.activity_regularizer = get_regularizer(activity_regularizer)
         self.trainable = trainable
         self.dtype = np.dtype(dtype)
         self.params: dict[str, Any] = {}
         self.state: dict[str, Any] = {}
         self.built = False
         self.input_shape: Any = None
+        self.seed = seed
         self._rng = np.random.default_rng(seed) if seed is not None else None
         self._key: Any = None  # random key bound by the model for one training call
+        self._losses: list[Any] = []  # add_loss values of the current call
         self._takes_training = "training" in inspect.signature(self.call).parameters
 
     # -------------------------------------------------------------- to override
@@ -200,6 +315,33 @@ class Layer:
     def call(self, inputs: Any, training: bool = False) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must define call(inputs)")
 
+    # -------------------------------------------------------------- config (Keras style)
+    def get_config(self) -> dict[str, Any]:
+        """The constructor's keyword arguments (defaults included), as JSON-able values."""
+        args, kwargs = getattr(self, "_init_args", ((), {}))
+        signature = inspect.signature(type(self).__init__)
+        try:
+            bound = signature.bind(self, *args, **kwargs)
+        except TypeError:
+            bound = None
+        config: dict[str, Any] = {}
+        if bound is not None:
+            bound.apply_defaults()
+            for param_name, value in list(bound.arguments.items())[1:]:
+                kind = signature.parameters[param_name].kind
+                if kind is inspect.Parameter.VAR_KEYWORD:
+                    config.update(value)
+                elif kind is not inspect.Parameter.VAR_POSITIONAL:
+                    config[param_name] = value
+        config.update(name=self.name, trainable=self.trainable, dtype=self.dtype.name)
+        if self.seed is not None:
+            config["seed"] = self.seed
+        return {k: serialize_value(v) for k, v in config.items()}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Layer:
+        return cls(**config)
+
     # -------------------------------------------------------------- helpers for subclasses
     def add_weight(self, name: str, shape: Sequence[int], initializer: str | Callable = "zeros",
                    trainable: bool = True) -> np.ndarray:
@@ -208,6 +350,10 @@ class Layer:
         (self.params if trainable else self.state)[name] = value
         return value
 
+    def add_loss(self, value: Any) -> None:
+        """Add a scalar penalty to the training loss (call it from `call`)."""
+        self._losses.append(value)
+
     def random_key(self) -> Any:
         """The random key for this training call (only inside a model's training step)."""
         if self._key is None:
@@ -215,14 +361,74 @@ class Layer:
                                 "model in training mode (fit), or bind one with layer._key")
         return self._key
 
+    def regularization_losses(self, params: dict[str, Any]) -> list[Any]:
+        """Scalar penalties of these weights (`params` maps weight names to arrays or tracers)."""
+        penalties = []
+        for weight_name, value in params.items():
+            regularizer = getattr(self, f"{weight_name}_regularizer", None)
+            if regularizer is not None:
+                penalties.append(regularizer(value))
+        return penalties
+
+    def apply_constraints(self, params: dict[str, Any]) -> dict[str, Any]:
+        """These weights after an optimizer step, projected by `self.<weight>_constraint` (fit
+        calls this inside the compiled step)."""
+        constrained = dict(params)
+        for weight_name, value in params.items():
+            constraint = getattr(self, f"{weight_name}_constraint", None)
+            if constraint is not None:
+                constrained[weight_name] = constraint(value)
+        return constrained
+
+    # -------------------------------------------------------------- weights (Keras order)
+    @property
+    def weights(self) -> list[np.ndarray]:
+        return [*self.params.values(), *self.state.values()]
+
+    @property
+    def trainable_weights(self) -> list[np.ndarray]:
+        return list(self.params.values()) if self.trainable else []
+
+    @property
+    def non_trainable_weights(self) -> list[np.ndarray]:
+        frozen = [] if self.trainable else list(self.params.values())
+        return [*frozen, *self.state.values()]
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Copies of every weight: the trainable ones, then the non-trainable ones."""
+        return [np.array(w) for w in self.weights]
+
+    def set_weights(self, weights: Sequence[Any]) -> None:
+        """Replace every weight, in `get_weights()` order; shapes must match."""
+        slots = [(self.params, k) for k in self.params] + [(self.state, k) for k in self.state]
+        weights = list(weights)
+        if not self.built and not slots:
+            raise GraphjitError(f"layer {self.name!r} is not built yet, so it has no weights to "
+                                "set: call it on data (or build the model) first")
+        if len(weights) != len(slots):
+            raise GraphjitError(f"layer {self.name!r} ({type(self).__name__}) has {len(slots)} "
+                                f"weights {[k for _, k in slots]}, got {len(weights)} arrays")
+        for (table, key), value in zip(slots, weights):
+            value = np.asarray(value)
+            if value.shape != np.shape(table[key]):
+                raise GraphjitError(f"layer {self.name!r} weight {key!r} has shape "
+                                    f"{np.shape(table[key])}, got an array of shape "
+                                    f"{value.shape}")
+        for (table, key), value in zip(slots, weights):
+            table[key] = np.array(value, dtype=np.asarray(table[key]).dtype)
+
     # -------------------------------------------------------------- calling
     def __call__(self, inputs: Any, training: bool = False) -> Any:
         if _is_symbolic(inputs):
             return SymbolicTensor.from_call(self, inputs)
         self.ensure_built(_shape_of(inputs))
         if self._takes_training:
-            return self.call(inputs, training=training)
-        return self.call(inputs)
+            outputs = self.call(inputs, training=training)
+        else:
+            outputs = self.call(inputs)
+        if self.activity_regularizer is not None:
+            self.add_loss(self.activity_regularizer(outputs))
+        return outputs
 
     def ensure_built(self, input_shape: Any) -> None:
         if not self.built:
@@ -235,6 +441,12 @@ class Layer:
 
     def count_state(self) -> int:
         return sum(int(np.size(w)) for w in self.state.values())
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_key"] = None  # a key bound for one traced call, possibly a tracer
+        state["_losses"] = []
+        return state
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
@@ -295,20 +507,34 @@ class Dense(Layer):
 
     def __init__(self, units: int, activation: str | Callable | None = None, use_bias: bool = True,
                  kernel_initializer: str | Callable = "glorot_uniform",
-                 bias_initializer: str | Callable = "zeros", **kwargs: Any):
+                 bias_initializer: str | Callable = "zeros", kernel_regularizer: Any = None,
+                 bias_regularizer: Any = None, kernel_constraint: Any = None,
+                 bias_constraint: Any = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.units = int(units)
         self.activation = get_activation(activation)
         self.use_bias = use_bias
         self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
+        self.kernel_regularizer = get_regularizer(kernel_regularizer)
+        self.bias_regularizer = get_regularizer(bias_regularizer)
+        self.kernel_constraint = get_constraint(kernel_constraint)
+        self.bias_constraint = get_constraint(bias_constraint)
 
     def build(self, input_shape):
+        if input_shape[-1] is None:
+            raise ShapeError(f"Dense {self.name!r} needs a known input width, got input shape "
+                             f"{input_shape}")
         self.add_weight("kernel", (input_shape[-1], self.units), self.kernel_initializer)
         if self.use_bias:
             self.add_weight("bias", (self.units,), self.bias_initializer)
 
     def call(self, x):
         kernel = self.params["kernel"]
+        if x.ndim < 2 or x.shape[-1] != kernel.shape[0]:
+            got = x.shape[-1] if x.ndim >= 2 else f"a {x.ndim}-D input"
+            raise ShapeError(f"Dense {self.name!r} expects input width {kernel.shape[0]}, got "
+                             f"{got} (input shape {tuple(x.shape)}; inputs are (batch, ..., "
+                             f"{kernel.shape[0]}))")
         if x.ndim == 2:
             y = x @ kernel
         else:  # one 2-D matmul instead of a batched one over a broadcast kernel
@@ -526,8 +752,14 @@ class Conv2D(Layer):
     def __init__(self, filters: int, kernel_size: int | Sequence[int], strides: int = 1,
                  padding: str = "valid", activation: str | Callable | None = None,
                  use_bias: bool = True, kernel_initializer: str | Callable = "glorot_uniform",
-                 bias_initializer: str | Callable = "zeros", **kwargs: Any):
+                 bias_initializer: str | Callable = "zeros", kernel_regularizer: Any = None,
+                 bias_regularizer: Any = None, kernel_constraint: Any = None,
+                 bias_constraint: Any = None, **kwargs: Any):
         super().__init__(**kwargs)
+        self.kernel_regularizer = get_regularizer(kernel_regularizer)
+        self.bias_regularizer = get_regularizer(bias_regularizer)
+        self.kernel_constraint = get_constraint(kernel_constraint)
+        self.bias_constraint = get_constraint(bias_constraint)
         self.filters = int(filters)
         self.kernel_size, self.strides = _pair(kernel_size), _pair(strides)
         self.padding = padding.lower()
@@ -545,6 +777,10 @@ class Conv2D(Layer):
             self.add_weight("bias", (self.filters,), self.bias_initializer)
 
     def call(self, x):
+        channels = self.params["kernel"].shape[2]
+        if x.ndim != 4 or x.shape[-1] != channels:
+            raise ShapeError(f"Conv2D {self.name!r} expects inputs (batch, height, width, "
+                             f"{channels}), got shape {tuple(x.shape)}")
         x = _pad_spatial(x, self.kernel_size, self.strides, self.padding)
         patches = np.concatenate(_windows(x, self.kernel_size, self.strides), axis=-1)
         n, out_h, out_w, depth = patches.shape
@@ -580,8 +816,12 @@ class Embedding(Layer):
     """Rows of a (input_dim, output_dim) table gathered by integer ids."""
 
     def __init__(self, input_dim: int, output_dim: int,
-                 embeddings_initializer: str | Callable = "random_uniform", **kwargs: Any):
+                 embeddings_initializer: str | Callable = "random_uniform",
+                 embeddings_regularizer: Any = None, embeddings_constraint: Any = None,
+                 **kwargs: Any):
         super().__init__(**kwargs)
+        self.embeddings_regularizer = get_regularizer(embeddings_regularizer)
+        self.embeddings_constraint = get_constraint(embeddings_constraint)
         self.input_dim, self.output_dim = int(input_dim), int(output_dim)
         self.embeddings_initializer = embeddings_initializer
 
@@ -599,7 +839,8 @@ __all__ = [
     "Layer", "SymbolicTensor", "Input", "Dense", "Activation", "Dropout", "Lambda", "Flatten",
     "Reshape", "Concatenate", "Add", "LayerNormalization", "BatchNormalization", "Conv2D",
     "MaxPooling2D", "GlobalAveragePooling2D", "Embedding", "ACTIVATIONS", "INITIALIZERS",
-    "get_activation", "initialize", "set_seed",
+    "get_activation", "initialize", "set_seed", "register", "registered_name", "get_registered",
+    "serialize_value", "get_regularizer", "get_constraint",
 ]
 
 

@@ -172,7 +172,7 @@ class Model:
 
     # -------------------------------------------------------------- the pure forward pass
     def apply(self, params: Tree, state: Tree, inputs: Sequence[Any], training: bool = False,
-              key: Any = None) -> tuple[list[Any], Tree]:
+              key: Any = None, return_losses: bool = False) -> Any:
         """Outputs (a list) and the updated state for these weights: a pure function that traces.
 
         `params`/`state` map layer names to weight dicts; layers missing from `params` (frozen)
@@ -189,10 +189,12 @@ class Model:
                                               training=training)
             outputs = [values[id(t)] for t in self.outputs]
             new_state = {layer.name: dict(layer.state) for layer in self.layers if layer.state}
+            added = [loss for layer in self.layers for loss in layer._losses]
         finally:
             for layer, (layer_params, layer_state, layer_key) in zip(self.layers, saved):
                 layer.params, layer.state, layer._key = layer_params, layer_state, layer_key
-        return outputs, new_state
+                layer._losses = []
+        return (outputs, new_state, added) if return_losses else (outputs, new_state)
 
     def _bind(self, params: Tree, state: Tree, training: bool, key: Any) -> None:
         random_layers = [layer for layer in self.layers if layer.uses_rng]
@@ -203,6 +205,7 @@ class Model:
                                     "while training (Dropout): pass key=gj.random.key(seed)")
             keys = _split_keys(key, len(random_layers))
         for layer in self.layers:
+            layer._losses = []
             layer.params = dict(params.get(layer.name, layer.params))
             layer.state = dict(state.get(layer.name, layer.state))
         for layer, layer_key in zip(random_layers, keys):
@@ -325,8 +328,12 @@ class Model:
         optimizer = self.optimizer
 
         def objective(trainable, state, xs, ys, key):
-            outputs, new_state = self.apply(trainable, state, xs, training=True, key=key)
+            outputs, new_state, added = self.apply(trainable, state, xs, training=True, key=key,
+                                                   return_losses=True)
             loss, sums = self._losses_and_sums(outputs, ys)
+            penalties = added + self._regularization_losses(trainable)
+            if penalties:
+                loss = loss + sum(penalties[1:], penalties[0])
             return loss, (new_state, sums)
 
         # Under gj.jit this inlines into the step's graph (forward and backward fuse together);
@@ -338,7 +345,7 @@ class Model:
         def train_step(params, opt_state, state, xs, ys, key):
             (loss, (new_state, sums)), grads = loss_and_grads(params, state, xs, ys, key)
             params, opt_state = optimizer.update(params, grads, opt_state)
-            return params, opt_state, new_state, loss, sums
+            return self._constrained(params), opt_state, new_state, loss, sums
 
         def eval_step(params, state, xs, ys):
             outputs, _ = self.apply(params, state, xs, training=False)
@@ -349,6 +356,31 @@ class Model:
             return outputs
 
         return {"train": train_step, "eval": eval_step, "predict": predict_step}
+
+    # -------------------------------------------------------------- pickling (issue 9)
+    # The steps are closures over the model and their jitted forms hold compiled code: both are
+    # dropped and rebuilt, so the receiver compiles on first call (or loads the disk cache).
+    _REBUILT_ON_UNPICKLE = ("_steps", "_jitted", "_predict_only")
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k not in self._REBUILT_ON_UNPICKLE}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self._compiled is not None:
+            self._steps = self._make_steps()
+            self._jitted = {kind: gj_jit(step) for kind, step in self._steps.items()}
+
+    def _regularization_losses(self, trainable: Tree) -> list:
+        """Every layer's weight penalties (frozen layers' with their own, constant, weights)."""
+        penalties = []
+        for layer in self.layers:
+            penalties += layer.regularization_losses(trainable.get(layer.name, layer.params))
+        return penalties
+
+    def _constrained(self, params: Tree) -> Tree:
+        return {name: self.get_layer(name).apply_constraints(weights)
+                for name, weights in params.items()}
 
     def step_function(self, kind: str = "train", jit: bool = True) -> Callable:
         """The step `fit`/`evaluate`/`predict` call: kind 'train' takes (params, opt_state,

@@ -175,3 +175,14 @@ def default_cache() -> DiskCache:
         if _default is None or _default.directory != default_directory():
             _default = DiskCache()
         return _default
+
+
+def _fresh_locks_after_fork() -> None:
+    global _default_lock
+    _default_lock = threading.Lock()
+    if _default is not None:
+        _default._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_fresh_locks_after_fork)

@@ -16,7 +16,7 @@ from graphjit.compiler.errors import CompileError
 from graphjit.compiler.ir import Attrs, Graph
 from graphjit.compiler.kernel import (
     Access, Buffer, BufferKind, HostKernel, Instr, Level, LoopKernel, MatmulKernel, Program,
-    Source, Store,
+    Operand, Store,
 )
 from graphjit.compiler.ops import ELEMENTWISE, OPS, Op
 from workloads import gelu, layernorm, mlp, softmax
@@ -86,12 +86,12 @@ class ProgramBuilder:
 
 
 def load(buffer: int, strides, offset=0, dtype=F32, level=Level.FULL) -> Instr:
-    return Instr(Source.LOAD, (), np.dtype(dtype), level,
+    return Instr(Operand.LOAD, (), np.dtype(dtype), level,
                  Attrs({"access": Access(buffer, tuple(strides), offset)}))
 
 
 def const(value, dtype) -> Instr:
-    return Instr(Source.CONST, (), np.dtype(dtype), Level.FULL, Attrs({"value": value}))
+    return Instr(Operand.CONST, (), np.dtype(dtype), Level.FULL, Attrs({"value": value}))
 
 
 def op(o: Op, args, result_dtype, level=Level.FULL, **attrs) -> Instr:

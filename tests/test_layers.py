@@ -242,3 +242,123 @@ def test_custom_layer_by_subclassing():
     assert layer.name.startswith("scale") and layer.count_params() == 4
     layer.params["scale"] = np.arange(4, dtype=np.float32)
     check_layer(layer, x, x * np.arange(4, dtype=np.float32))
+
+
+# ---------------------------------------------------------------- the base-class contract
+
+CONFIG_CASES = [
+    lambda: layers.Dense(3, activation="relu", use_bias=False, name="d"),
+    lambda: layers.Activation("tanh"),
+    lambda: layers.Dropout(0.3, seed=4),
+    lambda: layers.Flatten(),
+    lambda: layers.Reshape((2, 6)),
+    lambda: layers.LayerNormalization(axis=[-1], epsilon=1e-5),
+    lambda: layers.BatchNormalization(momentum=0.9),
+    lambda: layers.Conv2D(4, (3, 2), strides=2, padding="SAME", activation=np.tanh),
+    lambda: layers.MaxPooling2D(3, strides=1),
+    lambda: layers.GlobalAveragePooling2D(),
+    lambda: layers.Embedding(7, 2),
+]
+
+
+@pytest.mark.parametrize("make", CONFIG_CASES)
+def test_get_config_is_json_and_rebuilds_the_same_layer(make):
+    import json
+
+    layer = make()
+    config = layer.get_config()
+    assert json.loads(json.dumps(config)) == config
+    assert config["name"] == layer.name and config["trainable"] is True
+    cls = layers.get_registered(type(layer).__name__)
+    clone = cls.from_config(json.loads(json.dumps(config)))
+    assert type(clone) is type(layer) and clone.get_config() == config
+
+
+def test_tanh_activation_is_saved_by_name():
+    assert layers.Dense(2, activation=np.tanh).get_config()["activation"] == "tanh"
+
+
+def test_custom_layer_registers_by_name():
+    @layers.register
+    class Scaled(layers.Layer):
+        def __init__(self, factor=2.0, **kwargs):
+            super().__init__(**kwargs)
+            self.factor = factor
+
+        def call(self, x):
+            return x * self.factor
+
+    assert layers.get_registered("Scaled") is Scaled
+    assert Scaled(3.0, name="s").get_config()["factor"] == 3.0
+
+    @layers.register(package="mine")
+    class Other(layers.Layer):
+        def call(self, x):
+            return x
+
+    assert layers.registered_name(Other) == "mine>Other"
+    with pytest.raises(gj.GraphjitError, match="register"):
+        layers.get_registered("NeverRegistered")
+
+
+def test_weights_in_keras_order_and_set_weights():
+    bn = layers.BatchNormalization()
+    bn(rand(4, 3))
+    assert [w.shape for w in bn.get_weights()] == [(3,)] * 4
+    np.testing.assert_array_equal(bn.get_weights()[0], np.ones(3))  # gamma, beta, mean, var
+    np.testing.assert_array_equal(bn.get_weights()[3], np.ones(3))
+    new = [np.full(3, i, np.float64) for i in range(4)]
+    bn.set_weights(new)
+    assert bn.state["moving_mean"].dtype == np.float32
+    np.testing.assert_array_equal(bn.state["moving_mean"], np.full(3, 2))
+    bn.trainable = False
+    assert bn.trainable_weights == [] and len(bn.non_trainable_weights) == 4
+    with pytest.raises(gj.GraphjitError, match="has 4 weights"):
+        bn.set_weights(new[:3])
+    with pytest.raises(gj.GraphjitError, match="shape"):
+        bn.set_weights([np.ones(2)] * 4)
+
+
+def test_dense_names_itself_on_a_wrong_input_width():
+    layer = layers.Dense(2, name="dense_w")
+    layer(rand(3, 4))
+    with pytest.raises(gj.ShapeError, match="Dense 'dense_w' expects input width 4, got"):
+        layer(rand(3, 5))
+
+
+def test_regularization_losses_and_add_loss_join_the_training_loss():
+    def l2(w):
+        return 0.5 * np.sum(w * w)
+
+    class Penalised(layers.Layer):
+        def call(self, x):
+            self.add_loss(np.sum(x) * 0.0 + 1.5)
+            return x
+
+    layers.set_seed(0)
+    dense = layers.Dense(2, kernel_regularizer=l2, use_bias=False)
+    model = gj.Sequential([layers.Input((3,)), dense, Penalised()])
+    model.compile(optimizer=gj.optimizers.SGD(0.0), loss="mse")
+    x, y = rand(4, 3), rand(4, 2, seed=1)
+    kernel = dense.params["kernel"].astype(np.float64)
+    history = model.fit(x, y, batch_size=4, verbose=0, shuffle=False)
+    expected = np.mean((x @ kernel - y) ** 2) + 0.5 * np.sum(kernel ** 2) + 1.5
+    assert history.history["loss"][0] == pytest.approx(expected, rel=1e-5)
+
+
+def test_constraints_project_weights_after_each_step():
+    dense = layers.Dense(2, kernel_constraint=lambda w: np.clip(w, -0.01, 0.01))
+    model = gj.Sequential([layers.Input((3,)), dense])
+    model.compile(optimizer=gj.optimizers.SGD(1.0), loss="mse")
+    model.fit(rand(8, 3), rand(8, 2) * 10, batch_size=4, verbose=0)
+    assert np.abs(dense.params["kernel"]).max() <= 0.01 + 1e-7
+
+
+def test_layers_pickle():
+    import pickle
+
+    layer = layers.Dense(3, name="pickled")
+    layer(rand(2, 4))
+    clone = pickle.loads(pickle.dumps(layer))
+    np.testing.assert_array_equal(clone(rand(2, 4)), layer(rand(2, 4)))
+    assert clone.get_config() == layer.get_config()

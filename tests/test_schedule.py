@@ -15,7 +15,7 @@ import graphjit as gj
 from graphjit.compiler.interpret import interpret
 from graphjit.compiler.ir import Graph
 from graphjit.compiler.kernel import (
-    BufferKind, HostKernel, Level, LoopKernel, MatmulKernel, Source,
+    BufferKind, HostKernel, Level, LoopKernel, MatmulKernel, Operand,
 )
 from graphjit.compiler.ops import REDUCTIONS, Op
 from graphjit.compiler.passes.fuse import fuse
@@ -73,9 +73,9 @@ def check_loop_kernel(kernel: LoopKernel) -> None:
         if instr.op in REDUCTIONS:
             assert kernel.instrs[instr.args[0]].level is full
             assert instr.level is (outer if kernel.reduce_axes else full)
-        if instr.op is Source.LOAD:
+        if instr.op is Operand.LOAD:
             check_strides(kernel, instr.attrs["access"].strides)
-    loads = [(i.attrs["access"], i.dtype, i.level) for i in kernel.instrs if i.op is Source.LOAD]
+    loads = [(i.attrs["access"], i.dtype, i.level) for i in kernel.instrs if i.op is Operand.LOAD]
     assert len(loads) == len(set(loads)), "duplicate loads"
     for store in kernel.stores:
         check_strides(kernel, store.access.strides)

@@ -31,6 +31,16 @@ PIPELINE = f"newpm-O{OPT_LEVEL}+loop-vectorize+slp+unroll|codemodel=jitdefault|v
 _LLVM_LOCK = threading.RLock()
 
 
+def _fresh_lock_after_fork() -> None:
+    # another parent thread may have held the lock at fork; the child has no such thread
+    global _LLVM_LOCK
+    _LLVM_LOCK = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_fresh_lock_after_fork)
+
+
 @dataclass
 class _Host:
     """The target machine for this CPU, created once."""

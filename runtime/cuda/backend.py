@@ -15,7 +15,7 @@ from typing import Any
 
 from graphjit.compiler.errors import CompileError, GraphjitError
 from graphjit.compiler.kernel import (
-    BufferKind, HostKernel, LoopKernel, MatmulKernel, Program, Step,
+    BufferKind, HostKernel, LoopKernel, MatmulKernel, Program, Kernel,
 )
 
 from .device import DeviceInfo, device_info, numba_cuda
@@ -89,7 +89,7 @@ def _summary(exc: BaseException, lines: int = 6) -> str:
 
 # ---------------------------------------------------------------- rendering a Program
 
-def render_step(step: Step, program: Program, position: int, simulator: bool,
+def render_step(step: Kernel, program: Program, position: int, simulator: bool,
                 sm_count: int = DEFAULT_SM_COUNT) -> list[RenderedKernel | HostKernel]:
     """The kernels one Program step becomes (a matmul whose epilogue cannot fuse: two)."""
     buffers = program.buffers
@@ -126,7 +126,7 @@ def product_needed(program: Program, position: int, step: MatmulKernel) -> bool:
     return any(step.out in _reads(later) for later in program.steps[position + 1:])
 
 
-def _reads(step: Step) -> set[int]:
+def _reads(step: Kernel) -> set[int]:
     if isinstance(step, LoopKernel):
         return set(step.buffers())
     if isinstance(step, MatmulKernel):

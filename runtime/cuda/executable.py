@@ -67,11 +67,11 @@ class HostStep:
         table[self.out].copy_to_device(np.ascontiguousarray(result).reshape(-1))
 
 
-Step = KernelLaunch | HostStep
+DeviceStep = KernelLaunch | HostStep
 
 
 class CUDAExecutable:
-    def __init__(self, program: Program, steps: Sequence[Step], texts: dict[str, str]):
+    def __init__(self, program: Program, steps: Sequence[DeviceStep], texts: dict[str, str]):
         self.cuda = numba_cuda()
         self.buffers: list[Buffer] = list(program.buffers)
         self.steps = list(steps)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from graphjit.compiler.kernel import (
-    Access, Buffer, Instr, LoopKernel, MatmulKernel, Source,
+    Access, Buffer, Instr, LoopKernel, MatmulKernel, Operand,
 )
 from graphjit.compiler.ops import REDUCTIONS, Op
 
@@ -187,11 +187,11 @@ class InstrRenderer:
     def instr_lines(self, n: int) -> list[str]:
         instr = self.kernel.instrs[n]
         out = f"v{n}"
-        if instr.op is Source.LOAD:
+        if instr.op is Operand.LOAD:
             access = instr.attrs["access"]
             index = index_expression(access, self.index_vars, self.sizes)
             return [f"{out} = {self.arg_name[access.buffer]}[{index}]"]
-        if instr.op is Source.CONST:
+        if instr.op is Operand.CONST:
             return [f"{out} = {literal(instr.attrs['value'], instr.dtype)}"]
         args = [self.value(a) for a in instr.args]
         in_dtype = self.kernel.instrs[instr.args[0]].dtype
@@ -227,12 +227,12 @@ def render_elementwise(kernel: LoopKernel, buffers: Sequence[Buffer], simulator:
                        sm_count: int) -> RenderedKernel:
     buffer_ids = kernel.buffers()
     names = kernel_arguments(buffer_ids)
-    loads = [i for i in kernel.instrs if i.op is Source.LOAD]
+    loads = [i for i in kernel.instrs if i.op is Operand.LOAD]
     accesses = [i.attrs["access"] for i in loads] + [s.access for s in kernel.stores]
     sizes, merged = collapse(kernel.loop_shape, accesses)
     remap = {id(a): m for a, m in zip(accesses, merged)}
     instrs = tuple(
-        _with_access(i, remap[id(i.attrs["access"])]) if i.op is Source.LOAD else i
+        _with_access(i, remap[id(i.attrs["access"])]) if i.op is Operand.LOAD else i
         for i in kernel.instrs)
     stores = [(s.instr, remap[id(s.access)]) for s in kernel.stores]
     collapsed = LoopKernel(kernel.name, sizes, (), instrs, (), kernel.nodes)
@@ -337,7 +337,7 @@ def varying_instrs(kernel: LoopKernel) -> set[int]:
     reduce_dims = [d for d in kernel.reduce_axes if kernel.loop_shape[d] != 1]
     varying: set[int] = set()
     for n, instr in enumerate(kernel.instrs):
-        if instr.op is Source.LOAD:
+        if instr.op is Operand.LOAD:
             strides = instr.attrs["access"].strides
             moves = any(strides[d] != 0 for d in reduce_dims)
         else:
@@ -497,7 +497,7 @@ def epilogue_fusible(kernel: MatmulKernel) -> bool:
         return False
     shape = (*kernel.batch, kernel.m, kernel.n)
     for instr in epilogue.instrs:
-        if instr.op is Source.LOAD and instr.attrs["access"].buffer == kernel.out:
+        if instr.op is Operand.LOAD and instr.attrs["access"].buffer == kernel.out:
             if not same_walk(instr.attrs["access"], kernel.out, shape):
                 return False
     return True
@@ -620,7 +620,7 @@ def _render_matmul_output(w: Writer, kernel: MatmulKernel, tiling: MatmulTiling,
     substitute = {}
     if epilogue is not None:
         substitute = {n: "product" for n, instr in enumerate(epilogue.instrs)
-                      if instr.op is Source.LOAD and instr.attrs["access"].buffer == kernel.out}
+                      if instr.op is Operand.LOAD and instr.attrs["access"].buffer == kernel.out}
         body = InstrRenderer(epilogue, names, index_vars, out_shape, substitute)
         needed = body.closure([s.instr for s in epilogue.stores])
     for i in range(tiling.tm):
