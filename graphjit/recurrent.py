@@ -22,13 +22,15 @@ import numpy as np
 
 from graphjit.compiler.errors import GraphjitError
 
-from .layer_tools import ConfigLayer, adopt_weights, check_rank, run_sublayer
-from .layers import SymbolicTensor, get_activation, sigmoid
+from .layer_tools import (adopt_weights, check_rank, run_sublayer, sublayer_constraints,
+                          sublayer_penalties)
+from .layers import (Layer, SymbolicTensor, get_activation, get_constraint, get_regularizer,
+                     get_registered)
 
 Shape = tuple[int | None, ...]
 
 
-def _dropout_mask(layer: ConfigLayer, key: Any, rate: float, shape: tuple[int, ...],
+def _dropout_mask(key: Any, rate: float, shape: tuple[int, ...],
                   dtype: Any) -> Any:
     from graphjit import random
 
@@ -36,7 +38,7 @@ def _dropout_mask(layer: ConfigLayer, key: Any, rate: float, shape: tuple[int, .
     return np.where(keep, np.asarray(1.0 / (1.0 - rate), dtype), np.asarray(0.0, dtype))
 
 
-class _StateSelector(ConfigLayer):
+class _StateSelector(Layer):
     """Picks output `index` of a layer that returns several (an RNN with return_state=True) in
     the Functional API."""
 
@@ -48,7 +50,7 @@ class _StateSelector(ConfigLayer):
         return inputs[self.index]
 
 
-def _symbolic_outputs(layer: ConfigLayer, inputs: SymbolicTensor) -> list[SymbolicTensor]:
+def _symbolic_outputs(layer: Layer, inputs: SymbolicTensor) -> list[SymbolicTensor]:
     """Record a call returning several tensors: one node for the layer (its value the list of
     outputs) and one selector node per output."""
     probe = np.zeros((1, *inputs.shape[1:]), inputs.dtype)
@@ -59,7 +61,7 @@ def _symbolic_outputs(layer: ConfigLayer, inputs: SymbolicTensor) -> list[Symbol
             for i, out in enumerate(outputs)]
 
 
-class RNN(ConfigLayer):
+class RNN(Layer):
     """The loop shared by SimpleRNN, LSTM and GRU (their cells define `_gates` and `_step`)."""
 
     gates = 1
@@ -77,14 +79,11 @@ class RNN(ConfigLayer):
                  return_sequences: bool = False, return_state: bool = False,
                  go_backwards: bool = False, stateful: bool = False, unroll: bool = False,
                  zero_output_for_mask: bool = False, **kwargs: Any):
-        super().__init__(**kwargs)
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         if stateful:
             raise GraphjitError(f"{type(self).__name__}(stateful=True) is not supported: the "
                                 "compiled step is a pure function of its inputs; carry the "
                                 "state yourself with return_state=True")
-        if activity_regularizer is not None:
-            raise GraphjitError(f"{type(self).__name__}(activity_regularizer=...) is not "
-                                "supported; add an ActivityRegularization layer after it")
         for what, rate in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
             if not 0 <= rate < 1:
                 raise GraphjitError(f"{type(self).__name__} {what} must be in [0, 1), got {rate}")
@@ -93,8 +92,13 @@ class RNN(ConfigLayer):
         self.recurrent_activation = get_activation(recurrent_activation)
         self.use_bias = use_bias
         self.initializers = (kernel_initializer, recurrent_initializer, bias_initializer)
-        self.regularizers = (kernel_regularizer, recurrent_regularizer, bias_regularizer)
-        self.constraints = (kernel_constraint, recurrent_constraint, bias_constraint)
+        # read by Layer.regularization_losses / apply_constraints, by weight name
+        self.kernel_regularizer = get_regularizer(kernel_regularizer)
+        self.recurrent_kernel_regularizer = get_regularizer(recurrent_regularizer)
+        self.bias_regularizer = get_regularizer(bias_regularizer)
+        self.kernel_constraint = get_constraint(kernel_constraint)
+        self.recurrent_kernel_constraint = get_constraint(recurrent_constraint)
+        self.bias_constraint = get_constraint(bias_constraint)
         self.dropout, self.recurrent_dropout = float(dropout), float(recurrent_dropout)
         self.uses_rng = self.dropout > 0 or self.recurrent_dropout > 0
         self.return_sequences, self.return_state = return_sequences, return_state
@@ -112,15 +116,10 @@ class RNN(ConfigLayer):
         check_rank(self, input_shape, 3, "(batch, timesteps, features)")
         width = self.gates * self.units
         kernel_init, recurrent_init, _ = self.initializers
-        kernel_reg, recurrent_reg, bias_reg = self.regularizers
-        kernel_con, recurrent_con, bias_con = self.constraints
-        self.add_weight("kernel", (input_shape[-1], width), kernel_init,
-                        regularizer=kernel_reg, constraint=kernel_con)
-        self.add_weight("recurrent_kernel", (self.units, width), recurrent_init,
-                        regularizer=recurrent_reg, constraint=recurrent_con)
+        self.add_weight("kernel", (input_shape[-1], width), kernel_init)
+        self.add_weight("recurrent_kernel", (self.units, width), recurrent_init)
         if self.use_bias:
-            self.add_weight("bias", self._bias_shape(), self._bias_initializer(),
-                            regularizer=bias_reg, constraint=bias_con)
+            self.add_weight("bias", self._bias_shape(), self._bias_initializer())
 
     # -------------------------------------------------------------- calling
     def __call__(self, inputs, training=False, **kwargs):
@@ -155,9 +154,9 @@ class RNN(ConfigLayer):
 
             pair = random.split(self.random_key())
             if self.dropout:
-                input_scale = _dropout_mask(self, pair[0], self.dropout, (n, x.shape[2]), dtype)
+                input_scale = _dropout_mask(pair[0], self.dropout, (n, x.shape[2]), dtype)
             if self.recurrent_dropout:
-                recurrent_scale = _dropout_mask(self, pair[1], self.recurrent_dropout,
+                recurrent_scale = _dropout_mask(pair[1], self.recurrent_dropout,
                                                 (n, self.units), dtype)
         if input_scale is not None:
             x = x * input_scale[:, None, :]
@@ -289,7 +288,7 @@ class GRU(RNN):
 # ---------------------------------------------------------------- wrappers
 
 
-class Bidirectional(ConfigLayer):
+class Bidirectional(Layer):
     """Runs `layer` forwards and a copy of it backwards over time and merges the two outputs
     (`merge_mode` 'concat', 'sum', 'mul', 'ave' or None for a list). Weights: the forward
     layer's, then the backward layer's, stored as `forward_<name>/...` and `backward_<name>/...`.
@@ -321,17 +320,9 @@ class Bidirectional(ConfigLayer):
 
     def get_config(self):
         config = super().get_config()
-        config["layer"] = {"class_name": type(self.forward_layer).__name__,
-                           "config": self._inner_config(self.forward_layer, "forward_")}
-        if "backward_layer" in config and config["backward_layer"] is not None:
-            config["backward_layer"] = {"class_name": type(self.backward_layer).__name__,
-                                        "config": self.backward_layer.get_config()}
-        return config
-
-    @staticmethod
-    def _inner_config(layer: ConfigLayer, prefix: str) -> dict:
-        config = layer.get_config()
-        config["name"] = config["name"].removeprefix(prefix)
+        config["layer"] = _inner_config(self.forward_layer, "forward_")
+        if config.get("backward_layer") is not None:
+            config["backward_layer"] = _inner_config(self.backward_layer, "")
         return config
 
     @classmethod
@@ -341,6 +332,16 @@ class Bidirectional(ConfigLayer):
         if config.get("backward_layer") is not None:
             config["backward_layer"] = _layer_from_config(config["backward_layer"])
         return cls(**config)
+
+    def _subs(self) -> list[tuple[Layer, str]]:
+        return list(zip((self.forward_layer, self.backward_layer), self._prefixes()))
+
+    def regularization_losses(self, params):
+        return sublayer_penalties(self, self._subs(), params) + super().regularization_losses(
+            params)
+
+    def apply_constraints(self, params):
+        return sublayer_constraints(self, self._subs(), params)
 
     def _prefixes(self) -> tuple[str, str]:
         return f"{self.forward_layer.name}/", f"{self.backward_layer.name}/"
@@ -408,7 +409,7 @@ class Bidirectional(ConfigLayer):
         return output_mask if self.merge_mode is None else output_mask[0]
 
 
-class TimeDistributed(ConfigLayer):
+class TimeDistributed(Layer):
     """Applies `layer` to every timestep: inputs (batch, time, ...) run through the layer as one
     batch of batch * time samples. Its weights are the inner layer's, under the same names."""
 
@@ -421,8 +422,7 @@ class TimeDistributed(ConfigLayer):
 
     def get_config(self):
         config = super().get_config()
-        config["layer"] = {"class_name": type(self.layer).__name__,
-                           "config": self.layer.get_config()}
+        config["layer"] = _inner_config(self.layer, "")
         return config
 
     @classmethod
@@ -430,6 +430,13 @@ class TimeDistributed(ConfigLayer):
         config = dict(config)
         config["layer"] = _layer_from_config(config["layer"])
         return cls(**config)
+
+    def regularization_losses(self, params):
+        return sublayer_penalties(self, [(self.layer, "")], params) + \
+            super().regularization_losses(params)
+
+    def apply_constraints(self, params):
+        return sublayer_constraints(self, [(self.layer, "")], params)
 
     def build(self, input_shape):
         if len(input_shape) < 3:
@@ -445,20 +452,19 @@ class TimeDistributed(ConfigLayer):
         return out.reshape(n, steps, *out.shape[1:])
 
 
-def _layer_from_config(entry: dict) -> Any:
-    from . import layers
+def _inner_config(layer: Layer, prefix: str) -> dict[str, Any]:
+    """A wrapped layer as {"class_name", "config"} (its name as the user gave it)."""
+    from .layers import registered_name
 
-    registry_get = getattr(layers, "deserialize", None) or getattr(layers, "from_config", None)
-    if registry_get is not None:
-        try:
-            return registry_get(entry)
-        except Exception:  # fall back to the class by name below
-            pass
-    cls = getattr(layers, entry["class_name"], None)
-    if cls is None:
-        raise GraphjitError(f"unknown layer class {entry['class_name']!r}")
-    config = entry["config"]
-    return cls.from_config(config) if hasattr(cls, "from_config") else cls(**config)
+    config = layer.get_config()
+    config["name"] = config["name"].removeprefix(prefix)
+    return {"class_name": registered_name(type(layer)), "config": config}
+
+
+def _layer_from_config(entry: Any) -> Layer:
+    if isinstance(entry, Layer):
+        return entry
+    return get_registered(entry["class_name"]).from_config(entry["config"])
 
 
 __all__ = ["RNN", "SimpleRNN", "LSTM", "GRU", "Bidirectional", "TimeDistributed"]
