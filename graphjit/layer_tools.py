@@ -14,7 +14,7 @@ import numpy as np
 
 from graphjit.compiler.errors import GraphjitError
 
-from .layers import INITIALIZERS, Layer
+from .layers import _INIT_RNG, INITIALIZERS, Layer
 
 
 def _orthogonal(rng: np.random.Generator, shape: tuple[int, ...], gain: float = 1.0) -> np.ndarray:
@@ -28,10 +28,20 @@ def _orthogonal(rng: np.random.Generator, shape: tuple[int, ...], gain: float = 
     return gain * q.reshape(shape)
 
 
-INITIALIZERS.setdefault("orthogonal", _orthogonal)
-INITIALIZERS.setdefault("identity", lambda rng, shape: np.eye(*shape[-2:]) * np.ones(shape))
-INITIALIZERS.setdefault("truncated_normal",
-                        lambda rng, shape: np.clip(rng.normal(0.0, 0.05, shape), -0.1, 0.1))
+# initializers Keras' recurrent layers name that the shared table (layers.INITIALIZERS) lacks
+EXTRA_INITIALIZERS = {"orthogonal": _orthogonal,
+                      "identity": lambda rng, shape: np.eye(*shape[-2:]) * np.ones(shape)}
+
+
+def resolve_initializer(layer: Layer, initializer: Any) -> Any:
+    """`initializer`, or for a name only this module knows, a `fn(shape, dtype)` drawing from
+    the layer's generator (its seed) like the shared initializers do."""
+    if isinstance(initializer, str) and initializer not in INITIALIZERS and \
+            initializer in EXTRA_INITIALIZERS:
+        draw = EXTRA_INITIALIZERS[initializer]
+        return lambda shape, dtype: draw(layer._rng or _INIT_RNG[0], tuple(shape))
+    return initializer
+
 
 def sublayer_weights(parent: Layer, prefix: str, params: dict[str, Any]) -> dict[str, Any]:
     """The weights of a wrapped sub-layer, without the prefix they have in `parent`."""
@@ -91,4 +101,4 @@ def check_rank(layer: Layer, input_shape: Any, rank: int, layout: str) -> None:
                             f"got shape {tuple(input_shape)}")
 
 
-__all__ = ["sublayer_weights", "sublayer_penalties", "sublayer_constraints", "run_sublayer", "adopt_weights", "check_rank"]
+__all__ = ["resolve_initializer", "EXTRA_INITIALIZERS", "sublayer_weights", "sublayer_penalties", "sublayer_constraints", "run_sublayer", "adopt_weights", "check_rank"]

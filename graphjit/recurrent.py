@@ -22,7 +22,7 @@ import numpy as np
 
 from graphjit.compiler.errors import GraphjitError
 
-from .layer_tools import (adopt_weights, check_rank, run_sublayer, sublayer_constraints,
+from .layer_tools import (adopt_weights, resolve_initializer, check_rank, run_sublayer, sublayer_constraints,
                           sublayer_penalties)
 from .layers import (Layer, SymbolicTensor, get_activation, get_constraint, get_regularizer,
                      get_registered)
@@ -116,8 +116,9 @@ class RNN(Layer):
         check_rank(self, input_shape, 3, "(batch, timesteps, features)")
         width = self.gates * self.units
         kernel_init, recurrent_init, _ = self.initializers
-        self.add_weight("kernel", (input_shape[-1], width), kernel_init)
-        self.add_weight("recurrent_kernel", (self.units, width), recurrent_init)
+        self.add_weight("kernel", (input_shape[-1], width), resolve_initializer(self, kernel_init))
+        self.add_weight("recurrent_kernel", (self.units, width),
+                        resolve_initializer(self, recurrent_init))
         if self.use_bias:
             self.add_weight("bias", self._bias_shape(), self._bias_initializer())
 
