@@ -198,7 +198,7 @@ def _symbol(text: str) -> str:
 # ---------------------------------------------------------------- the backend
 
 class CPUBackend:
-    """`CPUBackend().compile(program, stats) -> Executable`."""
+    """`CPUBackend().compile(program, stats=None) -> Executable` (graphjit/backends.py: Backend)."""
 
     name = "cpu"
 
@@ -212,7 +212,8 @@ class CPUBackend:
     def pool(self) -> ThreadPool:
         return self._pool if self._pool is not None else default_pool()
 
-    def compile(self, program: Program, stats: dict[str, float]) -> Executable:
+    def compile(self, program: Program, stats: dict[str, float] | None = None) -> Executable:
+        stats = {} if stats is None else stats
         start = time.perf_counter()
         rendered = self._render_all(program)
         stats["render"] = stats.get("render", 0.0) + time.perf_counter() - start
