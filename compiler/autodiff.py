@@ -1,7 +1,7 @@
 """Reverse-mode automatic differentiation as a graph transform.
 
-Each op's derivative is a vector-Jacobian-product rule stored on its op-table entry
-(`OPS[op].vjp`), set when this module is imported. A rule has the signature
+Each op's derivative is a vector-Jacobian-product rule in `VJP_RULES`, the table this module
+owns (keyed by op, like the op table; a test checks every op has a rule). A rule has the signature
 `rule(builder, node_id, cotangent_id) -> tuple of cotangent ids (or None) per operand` and emits
 the backward nodes with `builder` (plain `graph.add` calls, tagged with the forward node's source
 line). Rules only see the graph, so the backward pass is ordinary IR: it is optimised, fused and
@@ -23,14 +23,13 @@ Two entry points:
 """
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from .errors import GraphjitError
 from .ir import Graph, Node, rebuild
-from .ops import COMPARISONS, OPS, Op, Shape
+from .ops import COMPARISONS, Op, Shape
 
 VjpRule = Callable[["Builder", int, int], Sequence["int | None"]]
 
@@ -472,16 +471,6 @@ NON_DIFFERENTIABLE: frozenset[Op] = frozenset({
 VJP_RULES.update({op: _no_gradient for op in NON_DIFFERENTIABLE})
 
 
-def _attach_rules() -> None:
-    """Store each rule on its op's entry, so the derivative sits with the op."""
-    for op, rule in VJP_RULES.items():
-        if op in OPS:
-            OPS[op] = dataclasses.replace(OPS[op], vjp=rule)
-
-
-_attach_rules()
-
-
 # ---------------------------------------------------------------- the transform
 
 def _is_float(node: Node) -> bool:
@@ -522,7 +511,7 @@ def append_backward(graph: Graph, seeds: Sequence[tuple[int, int]],
             continue
         node = graph.node(node_id)
         builder.source = node.source
-        rule = OPS[node.op].vjp
+        rule = VJP_RULES.get(node.op)
         if rule is None:
             raise GraphjitError(f"cannot differentiate through '{node.op.value}': it has no "
                                 "derivative rule yet", node.source)

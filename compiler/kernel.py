@@ -61,8 +61,9 @@ class Level(enum.Enum):
     OUTER = "outer"
 
 
-class Source(enum.Enum):
-    """Instructions that are not ops of the graph."""
+class Operand(enum.Enum):
+    """The instructions that bring a value into a kernel (not ops of the graph): LOAD reads a
+    buffer through an Access, CONST is an immediate scalar."""
 
     LOAD = "load"
     CONST = "const"
@@ -108,7 +109,7 @@ class Access:
 
 @dataclass(frozen=True)
 class Instr:
-    op: Op | Source
+    op: Op | Operand
     args: tuple[int, ...]
     dtype: np.dtype
     level: Level = Level.FULL
@@ -136,7 +137,7 @@ class LoopKernel:
         """Buffer indices this kernel reads or writes, in a stable order."""
         seen: dict[int, None] = {}
         for instr in self.instrs:
-            if instr.op is Source.LOAD:
+            if instr.op is Operand.LOAD:
                 seen.setdefault(instr.attrs["access"].buffer)
         for store in self.stores:
             seen.setdefault(store.access.buffer)
@@ -169,14 +170,14 @@ class HostKernel:
     nodes: tuple[int, ...] = ()
 
 
-Step = LoopKernel | MatmulKernel | HostKernel
+Kernel = LoopKernel | MatmulKernel | HostKernel
 
 
 @dataclass
 class Program:
     graph: Graph
     buffers: list[Buffer]
-    steps: list[Step]
+    steps: list[Kernel]
     outputs: list[int]          # buffer index per graph output (same order as graph.outputs)
     # for each fusion boundary, why fusion stopped (for fusion_report)
     notes: dict[str, Any] = field(default_factory=dict)

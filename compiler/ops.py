@@ -121,6 +121,40 @@ class Constant:
         return f"<{self.value.dtype}{list(self.value.shape)}>"
 
 
+class Execution(enum.Enum):
+    """Which kind of kernel computes a node of an op."""
+
+    LOOP = "loop"        # fused elementwise/view/reduction loop nests (native on every backend)
+    MATMUL = "matmul"    # BLAS-style contraction (with a fused epilogue)
+    HOST = "host"        # the op's NumPy implementation, run as a host step
+
+
+def _extreme(dtype: np.dtype, largest: bool) -> Any:
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return dtype.type(np.inf if largest else -np.inf)
+    if dtype.kind == "b":
+        return np.bool_(largest)
+    info = np.iinfo(dtype)
+    return dtype.type(info.max if largest else info.min)
+
+
+@dataclass(frozen=True)
+class Reduction:
+    """The algebra of a reduction: what backends and passes derive their reducers from.
+
+    `combine` folds two partial results (an elementwise binary op); `identity(dtype)` starts the
+    fold; `splittable` says a fold of partial folds gives the same result (so a large reduction
+    may run as parallel partial passes plus a final one); `arg` marks arg-reductions, which return
+    the position of the extreme value along one axis (first on ties, NaN wins).
+    """
+
+    combine: Op
+    identity: Callable[[np.dtype], Any]
+    splittable: bool = True
+    arg: bool = False
+
+
 @dataclass(frozen=True)
 class OpDef:
     """Everything every stage needs to know about one op."""
@@ -132,13 +166,25 @@ class OpDef:
     dtype_rule: Callable[..., np.dtype]
     impl: Callable[..., np.ndarray]  # the NumPy reference: impl(*arrays, **attrs)
     ufunc: np.ufunc | None = None
-    # reverse-mode derivative: vjp(builder, node_id, cotangent_id) -> cotangent per operand.
-    # Filled in by compiler.autodiff so the rule lives with the op's entry.
-    vjp: Callable | None = field(default=None, compare=False)
+    reduction: Reduction | None = field(default=None, compare=False)
+    # views only: the view applied to a NumPy array without copying (raises ValueError where
+    # strides cannot express it); fusion folds views into strided accesses with it
+    view: Callable[..., np.ndarray] | None = field(default=None, compare=False)
 
     @property
     def name(self) -> str:
         return self.op.value
+
+    @property
+    def execution(self) -> Execution | None:
+        """The kernel kind that computes this op (None for params and constants)."""
+        if self.kind is OpKind.SOURCE:
+            return None
+        if self.kind in (OpKind.ELEMENTWISE, OpKind.REDUCTION) or self.view is not None:
+            return Execution.LOOP
+        if self.kind is OpKind.MATMUL:
+            return Execution.MATMUL
+        return Execution.HOST
 
 
 # ---------------------------------------------------------------- shape rules
@@ -331,11 +377,36 @@ def _ufunc_entry(op: Op, ufunc: np.ufunc) -> OpDef:
     )
 
 
-def _reduction_entry(op: Op, reducer: Callable) -> OpDef:
+def _reduction_entry(op: Op, reducer: Callable, algebra: Reduction) -> OpDef:
     return OpDef(
         op, OpKind.REDUCTION, 1, reduce_shape, same_dtype,
         lambda x, *, axes, keepdims: np.asarray(reducer(x, axis=axes, keepdims=keepdims)),
+        reduction=algebra,
     )
+
+
+def _arg_reduction_entry(op: Op, reducer: Callable, largest: bool) -> OpDef:
+    return OpDef(
+        op, OpKind.REDUCTION, 1, arg_reduce_shape, index_dtype,
+        lambda x, *, axis, keepdims: reducer(x, axis=axis, keepdims=keepdims),
+        reduction=Reduction(Op.MAXIMUM if largest else Op.MINIMUM,
+                            lambda dtype: _extreme(dtype, not largest), splittable=False,
+                            arg=True),
+    )
+
+
+def _zero(dtype: np.dtype) -> Any:
+    return np.dtype(dtype).type(0)
+
+
+def _one(dtype: np.dtype) -> Any:
+    return np.dtype(dtype).type(1)
+
+
+SUM_ALGEBRA = Reduction(Op.ADD, _zero)
+PROD_ALGEBRA = Reduction(Op.MUL, _one)
+MAX_ALGEBRA = Reduction(Op.MAXIMUM, lambda dtype: _extreme(dtype, False))
+MIN_ALGEBRA = Reduction(Op.MINIMUM, lambda dtype: _extreme(dtype, True))
 
 
 UFUNC_OPS: dict[Op, np.ufunc] = {
@@ -362,23 +433,25 @@ OPS.update({
                    lambda x, *, dtype: np.asarray(x).astype(dtype)),
     Op.WHERE: OpDef(Op.WHERE, OpKind.ELEMENTWISE, 3, same_shape, where_dtype, np.where),
     Op.BROADCAST: OpDef(Op.BROADCAST, OpKind.SHAPE, 1, broadcast_rule, same_dtype,
-                        lambda x, *, shape_to: np.broadcast_to(x, shape_to)),
+                        lambda x, *, shape_to: np.broadcast_to(x, shape_to),
+                        view=lambda a, *, shape_to: np.broadcast_to(a, shape_to)),
     Op.RESHAPE: OpDef(Op.RESHAPE, OpKind.SHAPE, 1, reshape_rule, same_dtype,
-                      lambda x, *, shape_to: np.reshape(x, shape_to)),
+                      lambda x, *, shape_to: np.reshape(x, shape_to),
+                      view=lambda a, *, shape_to: np.reshape(a, shape_to, copy=False)),
     Op.TRANSPOSE: OpDef(Op.TRANSPOSE, OpKind.SHAPE, 1, transpose_rule, same_dtype,
-                        lambda x, *, perm: np.transpose(x, perm)),
+                        lambda x, *, perm: np.transpose(x, perm),
+                        view=lambda a, *, perm: np.transpose(a, perm)),
     Op.SLICE: OpDef(Op.SLICE, OpKind.SHAPE, 1, slice_rule, same_dtype,
-                    lambda x, *, slices: x[tuple(slice(*s) for s in slices)]),
+                    lambda x, *, slices: x[tuple(slice(*s) for s in slices)],
+                    view=lambda a, *, slices: a[tuple(slice(*s) for s in slices)]),
     Op.CONCAT: OpDef(Op.CONCAT, OpKind.SHAPE, None, concat_rule, same_dtype,
                      lambda *xs, axis: np.concatenate(xs, axis=axis)),
-    Op.SUM: _reduction_entry(Op.SUM, np.sum),
-    Op.PROD: _reduction_entry(Op.PROD, np.prod),
-    Op.REDUCE_MAX: _reduction_entry(Op.REDUCE_MAX, np.max),
-    Op.REDUCE_MIN: _reduction_entry(Op.REDUCE_MIN, np.min),
-    Op.ARGMAX: OpDef(Op.ARGMAX, OpKind.REDUCTION, 1, arg_reduce_shape, index_dtype,
-                     lambda x, *, axis, keepdims: np.argmax(x, axis=axis, keepdims=keepdims)),
-    Op.ARGMIN: OpDef(Op.ARGMIN, OpKind.REDUCTION, 1, arg_reduce_shape, index_dtype,
-                     lambda x, *, axis, keepdims: np.argmin(x, axis=axis, keepdims=keepdims)),
+    Op.SUM: _reduction_entry(Op.SUM, np.sum, SUM_ALGEBRA),
+    Op.PROD: _reduction_entry(Op.PROD, np.prod, PROD_ALGEBRA),
+    Op.REDUCE_MAX: _reduction_entry(Op.REDUCE_MAX, np.max, MAX_ALGEBRA),
+    Op.REDUCE_MIN: _reduction_entry(Op.REDUCE_MIN, np.min, MIN_ALGEBRA),
+    Op.ARGMAX: _arg_reduction_entry(Op.ARGMAX, np.argmax, largest=True),
+    Op.ARGMIN: _arg_reduction_entry(Op.ARGMIN, np.argmin, largest=False),
     Op.MATMUL: OpDef(Op.MATMUL, OpKind.MATMUL, 2, matmul_rule, same_dtype, np.matmul),
     Op.TAKE: OpDef(Op.TAKE, OpKind.INDEX, 2, take_rule, first_dtype,
                    lambda x, i, *, axis: np.take(x, i, axis=axis)),
@@ -454,7 +527,10 @@ ELEMENTWISE: frozenset[Op] = frozenset(o for o, d in OPS.items() if d.kind is Op
 UNARY: frozenset[Op] = frozenset(o for o in ELEMENTWISE if OPS[o].arity == 1)
 BINARY: frozenset[Op] = frozenset(o for o in ELEMENTWISE if OPS[o].arity == 2)
 REDUCTIONS: frozenset[Op] = frozenset(o for o, d in OPS.items() if d.kind is OpKind.REDUCTION)
-VIEWS: frozenset[Op] = frozenset({Op.BROADCAST, Op.RESHAPE, Op.TRANSPOSE, Op.SLICE})
+ARG_REDUCTIONS: frozenset[Op] = frozenset(o for o in REDUCTIONS if OPS[o].reduction.arg)
+SPLITTABLE: frozenset[Op] = frozenset(o for o in REDUCTIONS if OPS[o].reduction.splittable)
+VIEWS: frozenset[Op] = frozenset(o for o, d in OPS.items() if d.view is not None)
+SOURCES: frozenset[Op] = frozenset(o for o, d in OPS.items() if d.kind is OpKind.SOURCE)
 COMPARISONS: frozenset[Op] = frozenset({Op.GT, Op.GE, Op.LT, Op.LE, Op.EQ, Op.NE})
 
 

@@ -16,7 +16,7 @@ from .errors import GraphjitError
 from .interpret import eval_node
 from .kernel import (
     Access, Buffer, BufferKind, HostKernel, Instr, Level, LoopKernel, MatmulKernel, Program,
-    Source, Step,
+    Operand, Kernel,
 )
 from .ops import OPS, REDUCTIONS
 
@@ -100,7 +100,7 @@ def _apply(kernel: LoopKernel, instr: Instr, values: list, arrays: list) -> np.n
     return OPS[instr.op].impl(*(values[a] for a in instr.args), **instr.attrs)
 
 
-EVALUATE: dict[object, Callable] = {Source.LOAD: _load, Source.CONST: _const}
+EVALUATE: dict[object, Callable] = {Operand.LOAD: _load, Operand.CONST: _const}
 EVALUATE.update({op: _reduce for op in REDUCTIONS})
 
 
@@ -156,7 +156,7 @@ def run_host_kernel(kernel: HostKernel, program: Program, arrays: list[np.ndarra
     arrays[kernel.out][...] = result
 
 
-def run_step(step: Step, program: Program, arrays: list[np.ndarray]) -> None:
+def run_step(step: Kernel, program: Program, arrays: list[np.ndarray]) -> None:
     if isinstance(step, LoopKernel):
         run_loop_kernel(step, arrays)
     elif isinstance(step, MatmulKernel):

@@ -1,4 +1,5 @@
-"""Readable listings of a Program (`format_program`) and of what fusion did (`fusion_report`)."""
+"""Readable listings of a FusionPlan (`format_fusion_plan`), a Program (`format_program`) and of what
+fusion did (`fusion_report`)."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -6,9 +7,10 @@ from collections.abc import Callable
 from .dtypes import short_name
 from .ir import Graph
 from .kernel import (
-    Access, Buffer, HostKernel, Instr, Level, LoopKernel, MatmulKernel, Program, Source, Step,
+    Access, Buffer, HostKernel, Instr, Level, LoopKernel, MatmulKernel, Program, Operand, Kernel,
 )
 from .ops import attrs_repr
+from .passes.fuse import FusionPlan
 from .printer import format_node
 
 SOURCE_COLUMN = 52
@@ -35,9 +37,9 @@ def format_buffer(buffer: Buffer) -> str:
 
 def format_instr(index: int, instr: Instr) -> str:
     head = f"  v{index}:{short_name(instr.dtype)} = {instr.op.value}"
-    if instr.op is Source.LOAD:
+    if instr.op is Operand.LOAD:
         body = f"{head} {format_access(instr.attrs['access'])}"
-    elif instr.op is Source.CONST:
+    elif instr.op is Operand.CONST:
         body = f"{head} {instr.attrs['value']!r}"
     else:
         args = " ".join(f"v{a}" for a in instr.args)
@@ -82,7 +84,7 @@ FORMATTERS: dict[type, Callable[..., list[str]]] = {
 }
 
 
-def format_step(step: Step) -> list[str]:
+def format_step(step: Kernel) -> list[str]:
     return FORMATTERS[type(step)](step)
 
 
@@ -96,7 +98,24 @@ def format_program(program: Program) -> str:
     return "\n".join(lines)
 
 
-def _step_kind(step: Step) -> str:
+def format_fusion_plan(plan: FusionPlan) -> str:
+    """Every group in execution order with its member nodes, then why fusion stopped."""
+    graph = plan.graph
+    name = graph.name if graph is not None else "graph"
+    lines = [f"fusion plan {name}: {len(plan.groups)} group(s)"]
+    for group in plan.groups:
+        lines.append(f"group {group.id} ({group.kind}): {len(group.members)} node(s)")
+        for member in sorted(group.members):
+            text = format_node(member, graph.node(member)) if graph is not None else f"%{member}"
+            lines.append(f"    {text}")
+    stops = sorted((node, reasons) for node, reasons in plan.notes.items() if reasons)
+    lines.append("boundaries:" if stops else "boundaries: none")
+    for node, reasons in stops:
+        lines.extend(f"  %{node}: {reason}" for reason in reasons)
+    return "\n".join(lines)
+
+
+def _step_kind(step: Kernel) -> str:
     if isinstance(step, MatmulKernel):
         return "matmul" + (" + epilogue" if step.epilogue is not None else "")
     if isinstance(step, HostKernel):

@@ -1,9 +1,11 @@
-"""Scheduling: turn a fused graph into a `Program` (buffers + ordered kernels), then plan buffers.
+"""Scheduling: turn a fused graph into a `Program` (buffers + ordered kernels), and the Program
+passes that follow it.
 
-`build_program(graph)` reads the groups `passes.fuse` recorded in the graph's meta (and runs the
-fusion analysis itself when they are missing), gives every value that crosses a kernel boundary a
-buffer, lowers each group to a LoopKernel / MatmulKernel / HostKernel, adds copies so that outputs
-never alias inputs or each other, and lets TEMP buffers with disjoint lifetimes share a slot.
+`schedule(plan)` lowers the groups of a `FusionPlan` (passes/fuse.py): it gives every value that
+crosses a kernel boundary a buffer, lowers each group to a LoopKernel / MatmulKernel / HostKernel
+and adds copies so that outputs never alias inputs or each other. `split_full_reductions` and
+`plan_buffers` are Program -> Program passes (each returns a new Program); compiler/pipeline.py
+runs them in order, and `build_program(graph)` runs that whole back half for tests.
 """
 from __future__ import annotations
 
@@ -15,12 +17,12 @@ import numpy as np
 from .ir import Attrs, Graph, Node
 from .kernel import (
     Access, Buffer, BufferKind, HostKernel, Instr, Level, LoopKernel, MatmulKernel, Program,
-    Source, Step, Store,
+    Operand, Kernel, Store,
 )
-from .ops import REDUCTIONS, VIEWS, Op
+from .ops import REDUCTIONS, SPLITTABLE, VIEWS, Op
 from .passes.fuse import (
     HOST, MATMUL, FusionPlan, Group, Layout, LoopSpace, identity_layout, inputs_of,
-    loop_space_of, plan_fusion, plan_from_meta,
+    loop_space_of,
 )
 
 
@@ -108,7 +110,7 @@ class LoopBuilder:
         varies = full or self.space.varies_on_reduce(strides)
         level = self.level_of((), varies)
         node = self.graph.node(node_id)
-        instr = Instr(Source.LOAD, (), node.dtype, level, Attrs({"access": access}), node_id,
+        instr = Instr(Operand.LOAD, (), node.dtype, level, Attrs({"access": access}), node_id,
                       node.source)
         return self.emit(instr, ("load", access, node.dtype, level))
 
@@ -116,7 +118,7 @@ class LoopBuilder:
         node = self.graph.node(node_id)
         value = python_scalar(node)
         level = self.level_of((), full)
-        instr = Instr(Source.CONST, (), node.dtype, level, Attrs({"value": value}), node_id,
+        instr = Instr(Operand.CONST, (), node.dtype, level, Attrs({"value": value}), node_id,
                       node.source)
         raw = np.asarray(value, dtype=node.dtype).tobytes()
         return self.emit(instr, ("const", node.dtype, raw, level))
@@ -215,7 +217,7 @@ class ProgramBuilder:
         self.group_of = plan.group_of()
         first_outputs = {o for o in graph.outputs if o in self.group_of}
         self.buffers = BufferTable(graph, first_outputs)
-        self.steps: list[Step] = []
+        self.steps: list[Kernel] = []
 
     def name(self) -> str:
         return f"k{len(self.steps)}"
@@ -237,8 +239,7 @@ class ProgramBuilder:
                 self.steps.append(step)
         outputs = self.output_buffers()
         notes = {f"%{n}": list(reasons) for n, reasons in sorted(self.plan.notes.items())}
-        program = Program(self.graph, self.buffers.buffers, self.steps, outputs, notes)
-        return plan_buffers(split_full_reductions(program))
+        return Program(self.graph, self.buffers.buffers, self.steps, outputs, notes)
 
     # ------------------------------------------------------------ kinds of groups
     def loop(self, group: Group) -> LoopKernel | None:
@@ -339,18 +340,16 @@ class ProgramBuilder:
 SPLIT_MIN_ELEMENTS = 1 << 17
 SPLIT_CHUNKS = range(16, 65)          # preferred partial counts (enough for 16 threads)
 SPLIT_MIN_CHUNK = 4096                # elements per partial, at least
-SPLITTABLE = frozenset({Op.SUM, Op.PROD, Op.REDUCE_MAX, Op.REDUCE_MIN})   # folds of folds
 
 
 def split_full_reductions(program: Program) -> Program:
     """Replace each big reduction-to-a-scalar LoopKernel by a partial and a final kernel."""
-    steps: list[Step] = []
+    buffers = list(program.buffers)
+    steps: list[Kernel] = []
     for step in program.steps:
-        parts = split_full_reduction(step, program.buffers) if isinstance(step, LoopKernel) \
-            else None
+        parts = split_full_reduction(step, buffers) if isinstance(step, LoopKernel) else None
         steps.extend(parts if parts is not None else [step])
-    program.steps = steps
-    return program
+    return dc_replace(program, buffers=buffers, steps=steps)
 
 
 def split_chunks(size: int) -> int | None:
@@ -388,7 +387,7 @@ def splittable(kernel: LoopKernel) -> bool:
     depends = reduction_dependents(kernel.instrs)
     if any(depends[n] and i.level is Level.FULL for n, i in enumerate(kernel.instrs)):
         return False          # a second pass over the data (x - mean): not a single fold
-    loads = [i.attrs["access"] for i in kernel.instrs if i.op is Source.LOAD]
+    loads = [i.attrs["access"] for i in kernel.instrs if i.op is Operand.LOAD]
     return all(flat_stride(a.strides, shape) is not None for a in loads)
 
 
@@ -431,7 +430,7 @@ def partial_kernel(kernel: LoopKernel, chunks: int, chunk: int, depends: list[bo
         if depends[index] and instr.op not in REDUCTIONS:
             continue
         attrs = instr.attrs
-        if instr.op is Source.LOAD:
+        if instr.op is Operand.LOAD:
             access = attrs["access"]
             stride = flat_stride(access.strides, shape)
             attrs = Attrs({"access": Access(access.buffer, (stride * chunk, stride),
@@ -459,13 +458,13 @@ def final_kernel(kernel: LoopKernel, chunks: int, depends: list[bool],
     for index in sorted(needed):
         instr = kernel.instrs[index]
         if instr.op in REDUCTIONS:
-            load = Instr(Source.LOAD, (), instr.dtype, Level.FULL,
+            load = Instr(Operand.LOAD, (), instr.dtype, Level.FULL,
                          Attrs({"access": Access(partials[index], (1,))}), instr.node,
                          instr.source)
             instrs.append(load)
             instr = dc_replace(instr, args=(len(instrs) - 1,),
                                attrs=Attrs({**instr.attrs, "axes": (0,)}))
-        elif instr.op is Source.LOAD:
+        elif instr.op is Operand.LOAD:
             access = instr.attrs["access"]
             instr = dc_replace(instr, attrs=Attrs({"access": Access(access.buffer, (0,),
                                                                     access.offset)}))
@@ -480,7 +479,7 @@ def final_kernel(kernel: LoopKernel, chunks: int, depends: list[bool],
 
 # ---------------------------------------------------------------- buffer planning
 
-def step_buffers(step: Step) -> tuple[set[int], set[int]]:
+def step_buffers(step: Kernel) -> tuple[set[int], set[int]]:
     """(buffers the step reads, buffers it writes)."""
     if isinstance(step, HostKernel):
         return set(step.inputs), {step.out}
@@ -491,7 +490,7 @@ def step_buffers(step: Step) -> tuple[set[int], set[int]]:
             reads |= more_reads - {step.out}
             writes |= more_writes
         return reads, writes
-    reads = {i.attrs["access"].buffer for i in step.instrs if i.op is Source.LOAD}
+    reads = {i.attrs["access"].buffer for i in step.instrs if i.op is Operand.LOAD}
     return reads, {s.access.buffer for s in step.stores}
 
 
@@ -532,15 +531,23 @@ def plan_buffers(program: Program) -> Program:
         slot_size[slot] = max(slot_size[slot], buffer.nbytes)
         slot_free_after[slot] = last
         assigned[buffer_index] = slot
-    program.buffers = [dc_replace(b, slot=assigned.get(b.index, b.slot)) for b in program.buffers]
-    return program
+    buffers = [dc_replace(b, slot=assigned.get(b.index, b.slot)) for b in program.buffers]
+    return dc_replace(program, buffers=buffers)
 
 
-# ---------------------------------------------------------------- entry point
+# ---------------------------------------------------------------- entry points
+
+def schedule(plan: FusionPlan) -> Program:
+    """The Program that runs `plan`'s groups in order (see compiler/kernel.py for its semantics);
+    TEMP buffers are not yet planned into slots."""
+    if plan.graph is None:
+        raise ValueError("schedule needs the FusionPlan of a graph (passes.fuse.plan_fusion)")
+    return ProgramBuilder(plan.graph, plan).build()
+
 
 def build_program(graph: Graph) -> Program:
-    """The Program that computes `graph` (see compiler/kernel.py for its semantics)."""
-    plan = plan_from_meta(graph)
-    if plan is None:
-        plan = plan_fusion(graph)
-    return ProgramBuilder(graph, plan).build()
+    """The Program of an optimised graph: fuse, schedule and the Program passes, as
+    compiler/pipeline.py runs them (verified under GRAPHJIT_VERIFY=1)."""
+    from .pipeline import lower_to_program
+
+    return lower_to_program(graph)

@@ -10,9 +10,10 @@ import numpy as np
 
 from graphjit.compiler.errors import ShapeError, UnsupportedError
 
-from .numpy_api import (
-    implements, lift_all, matmul, reshape, result_type, sum_, transpose, write_out,
-)
+from .linalg import matmul
+from .numpy_api import implements, lift_all, result_type, write_out
+from .reductions import sum_
+from .shapes import reshape, transpose
 from .source import user_source
 from .tracer import Tracer, broadcast_node, cast_node
 

@@ -9,11 +9,10 @@ import numpy as np
 
 from graphjit.compiler.errors import ShapeError, UnsupportedError
 
-from .numpy_api import (
-    _nearest_supported, concatenate, implements, lift_all, ravel, reshape, write_out,
-)
+from .numpy_api import implements, lift_all, write_out
+from .shapes import concatenate, ravel, reshape
 from .source import user_source
-from .tracer import Tracer, broadcast_node, cast_node
+from .tracer import Tracer, _nearest_supported, broadcast_node, cast_node
 
 
 def _static_ints(value: Any, what: str) -> np.ndarray:

@@ -2,10 +2,16 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
+import os
+import pickle
+import sys
+import uuid
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from graphjit.compiler.errors import ArgumentError, GraphjitError
-from graphjit.compiler.pipeline import run_pipeline
+from graphjit.compiler.pipeline import PassLog
+from graphjit.compiler.pipeline import compile as compile_graph
 from graphjit.frontend.pytree import flatten, unflatten
 from graphjit.frontend.trace import LeafSpec, TracedFunction, leaf_spec, trace
 from graphjit.frontend.tracer import Tracer
@@ -83,6 +90,9 @@ class JitFunction:
                  static_argnames: Sequence[str] = (), target: str = "cpu"):
         functools.update_wrapper(self, fn)
         self.fn = fn
+        self._options = {"static_argnums": static_argnums, "static_argnames": static_argnames,
+                         "target": target}
+        self._pickle_id: str | None = None
         self.target = target
         self.static_argnums = tuple(sorted({int(i) for i in ((static_argnums,) if isinstance(
             static_argnums, int) else static_argnums)}))
@@ -102,6 +112,7 @@ class JitFunction:
         self.misses = 0
         self._leaf_shapes: list[list[tuple]] = []
         self._warned = False
+        _live_functions.add(self)
 
     # ------------------------------------------------------------ calling
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -187,11 +198,12 @@ class JitFunction:
         start = time.perf_counter()
         traced = trace(self.fn, specs, rebuild, getattr(self.fn, "__name__", "fn"))
         stats["trace"] = time.perf_counter() - start
-        pipeline = run_pipeline(traced.graph)
-        stats.update({f"pass:{k}": v for k, v in pipeline.times.items()})
-        traced.graph = pipeline.graph
-        executable, program, texts = backends.compile(pipeline.graph, self.target, stats)
-        lowered = Lowered(self, traced, pipeline, program, executable, texts, stats)
+        log = PassLog()
+        program = compile_graph(traced.graph, log)
+        stats.update(log.stats())
+        traced.graph = program.graph
+        executable = backends.compile(program, self.target, stats)
+        lowered = Lowered(self, traced, log, program, executable, stats)
         lowered.dump_if_requested()
         return lowered
 
@@ -235,6 +247,119 @@ class JitFunction:
 
     def __repr__(self) -> str:
         return f"<graphjit.jit {self.__name__} target={self.target}>"
+
+    # ------------------------------------------------------------ pickling
+    def __reduce__(self) -> tuple:
+        """By reference when `module.qualname` finds this very object (as for plain functions
+        and Numba's dispatchers); otherwise (closures, lambdas, `__main__`) by value, the Python
+        function through cloudpickle. Compiled code never travels: the receiver compiles on
+        first call, or loads the object code from the (shared) disk cache."""
+        module = getattr(self, "__module__", None)
+        qualname = getattr(self, "__qualname__", None)
+        importable = _resolves_to(module, qualname, self)
+        if importable and module != "__main__":
+            return _jit_by_reference, (module, qualname)
+        cloudpickle = _cloudpickle()
+        if cloudpickle is None:
+            if importable:
+                return _jit_by_reference, (module, qualname)
+            raise pickle.PicklingError(
+                f"graphjit: cannot pickle {self.__name__}: it is not importable as "
+                f"{module}.{qualname} (a closure, lambda or nested function). Install "
+                "cloudpickle (pip install 'graphjit[pickle]') to send it by value, or define it "
+                "at module level.")
+        pickle_id = self._identity()
+        active = _ids_being_pickled()
+        if pickle_id in active:   # the function refers to itself: the outer pickle
+            return _jit_by_value, (pickle_id, self._options)   # carries it
+        active.add(pickle_id)
+        try:
+            payload = cloudpickle.dumps(self.fn)
+        finally:
+            active.discard(pickle_id)
+        return _jit_by_value, (pickle_id, self._options), {"fn": payload}
+
+    def __setstate__(self, state: dict) -> None:
+        if hasattr(self, "fn"):       # already known in this process: one object per function
+            return
+        pickle_id = self._pickle_id
+        self.__init__(_cloudpickle_or_fail().loads(state["fn"]), **self._options)
+        self._pickle_id = pickle_id
+
+    def _identity(self) -> str:
+        """An id that names this function across processes (assigned on first pickle)."""
+        if self._pickle_id is None:
+            self._pickle_id = uuid.uuid4().hex
+            _by_identity[self._pickle_id] = self
+        return self._pickle_id
+
+
+# Every JitFunction, so a forked child can replace locks that a parent thread may have held.
+_live_functions: weakref.WeakSet[JitFunction] = weakref.WeakSet()
+
+
+def _fresh_locks_after_fork() -> None:
+    for function in list(_live_functions):
+        function._lock = threading.RLock()
+        function._key_locks = {}
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_fresh_locks_after_fork)
+
+
+# Unpickling one function twice in a process gives one object (and one cache of compiled code).
+_by_identity: weakref.WeakValueDictionary[str, JitFunction] = weakref.WeakValueDictionary()
+_pickling_now = threading.local()   # ids of the functions this thread is pickling by value
+
+
+def _ids_being_pickled() -> set[str]:
+    ids = getattr(_pickling_now, "ids", None)
+    if ids is None:
+        ids = _pickling_now.ids = set()
+    return ids
+
+
+def _cloudpickle() -> Any:
+    try:
+        import cloudpickle
+    except ImportError:
+        return None
+    return cloudpickle
+
+
+def _cloudpickle_or_fail() -> Any:
+    cloudpickle = _cloudpickle()
+    if cloudpickle is None:
+        raise pickle.UnpicklingError("graphjit: this jitted function was pickled by value with "
+                                     "cloudpickle, which is not installed here")
+    return cloudpickle
+
+
+def _resolves_to(module: str | None, qualname: str | None, target: Any) -> bool:
+    if not module or not qualname or "<" in qualname:
+        return False
+    value = sys.modules.get(module)
+    for part in qualname.split("."):
+        value = getattr(value, part, None)
+    return value is target
+
+
+def _jit_by_reference(module: str, qualname: str) -> Any:
+    value = importlib.import_module(module)
+    for part in qualname.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _jit_by_value(pickle_id: str, options: dict) -> JitFunction:
+    existing = _by_identity.get(pickle_id)
+    if existing is not None:
+        return existing
+    function = JitFunction.__new__(JitFunction)
+    function._pickle_id, function._options = pickle_id, options
+    _by_identity[pickle_id] = function
+    return function
 
 
 def _contains_tracer(args: tuple, kwargs: dict) -> bool:

@@ -862,3 +862,32 @@ __all__ = [
     "get_activation", "initialize", "set_seed", "register", "registered_name", "get_registered",
     "serialize_value", "get_regularizer", "get_constraint",
 ]
+
+
+# ---------------------------------------------------------------- issue 16: more Keras layers
+# (recurrent, convolution and pooling, attention, preprocessing; masks). They live in their own
+# modules, which import the base class above; this block only re-exports them.
+from . import masking as _masking  # noqa: E402
+
+_masking.install(Layer)
+for _passes_masks in (Activation, Dropout, Dense, LayerNormalization, BatchNormalization):
+    _passes_masks.supports_masking = True
+
+from .attention import (Attention, GroupNormalization, MultiHeadAttention,  # noqa: E402
+                        UnitNormalization)
+from .convolution import (AveragePooling1D, AveragePooling2D, Conv1D,  # noqa: E402
+                          Conv2DTranspose, Cropping1D, Cropping2D, DepthwiseConv2D,
+                          GlobalAveragePooling1D, GlobalMaxPooling1D, GlobalMaxPooling2D,
+                          MaxPooling1D, SeparableConv2D, UpSampling1D, UpSampling2D,
+                          ZeroPadding1D, ZeroPadding2D)
+from .preprocessing import (ActivityRegularization, Average, CategoryEncoding, Dot,  # noqa: E402
+                            Embedding, Identity, Masking, Maximum, Minimum, Multiply,
+                            Normalization, Permute, RepeatVector, Rescaling, Subtract)
+from .recurrent import GRU, LSTM, RNN, Bidirectional, SimpleRNN, TimeDistributed  # noqa: E402
+
+from . import attention as _attention, convolution as _convolution  # noqa: E402
+from . import preprocessing as _preprocessing, recurrent as _recurrent  # noqa: E402
+
+__all__ += [n for m in (_attention, _convolution, _preprocessing, _recurrent)
+            for n in m.__all__ if n not in __all__]
+# ---------------------------------------------------------------- end of issue 16's block

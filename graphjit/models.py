@@ -398,6 +398,20 @@ class Model:
 
         return {"train": train_step, "eval": eval_step, "predict": predict_step}
 
+    # -------------------------------------------------------------- pickling (issue 9)
+    # The steps are closures over the model and their jitted forms hold compiled code: both are
+    # dropped and rebuilt, so the receiver compiles on first call (or loads the disk cache).
+    _REBUILT_ON_UNPICKLE = ("_steps", "_jitted", "_predict_only")
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k not in self._REBUILT_ON_UNPICKLE}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self._compiled is not None:
+            self._steps = self._make_steps()
+            self._jitted = {kind: gj_jit(step) for kind, step in self._steps.items()}
+
     def _regularization_losses(self, trainable: Tree) -> list:
         """Every layer's weight penalties (frozen layers' with their own, constant, weights)."""
         penalties = []

@@ -1,4 +1,4 @@
-"""Tests of runtime/cpu/codegen.py: LoopKernels built by hand, rendered to LLVM IR, compiled with
+"""Tests of the CPU renderer (runtime/cpu/loops.py, elementwise.py, reducers.py): LoopKernels built by hand, rendered to LLVM IR, compiled with
 llvmlite MCJIT (O3, host CPU) by a tiny helper here and called through ctypes, so they need nothing
 of the CPU runtime. Results are compared with NumPy (dtype-aware tolerances, NaN/inf parity)."""
 from __future__ import annotations
@@ -13,10 +13,10 @@ import numpy as np
 
 from graphjit.compiler.ir import Attrs
 from graphjit.compiler.kernel import (
-    Access, Buffer, BufferKind, Instr, Level, LoopKernel, Source, Store,
+    Access, Buffer, BufferKind, Instr, Level, LoopKernel, Operand, Store,
 )
 from graphjit.compiler.ops import Op
-from graphjit.runtime.cpu.codegen import RenderedKernel, render_loop_kernel
+from graphjit.runtime.cpu.loops import RenderedKernel, render_loop_kernel
 from vector_width import is_vectorised
 
 llvm.initialize_native_target()
@@ -88,7 +88,7 @@ class KernelBuilder:
             strides = self.broadcast_strides(self.buffers[buffer].shape)
         access = Access(buffer, tuple(strides), offset)
         level = self.level_of(access.strides)
-        return self.add(Instr(Source.LOAD, (), self.buffers[buffer].dtype, level,
+        return self.add(Instr(Operand.LOAD, (), self.buffers[buffer].dtype, level,
                               Attrs({"access": access})))
 
     def broadcast_strides(self, shape: Sequence[int]) -> tuple[int, ...]:
@@ -98,7 +98,7 @@ class KernelBuilder:
 
     def const(self, value, dtype) -> int:
         level = Level.OUTER if self.reduce_axes else Level.FULL
-        return self.add(Instr(Source.CONST, (), np.dtype(dtype), level, Attrs({"value": value})))
+        return self.add(Instr(Operand.CONST, (), np.dtype(dtype), level, Attrs({"value": value})))
 
     def op(self, op: Op, *args: int, dtype=None, **attrs) -> int:
         dtype = np.dtype(dtype if dtype is not None else self.instrs[args[0]].dtype)
@@ -209,7 +209,7 @@ from hypothesis.extra import numpy as hnp  # noqa: E402
 
 from graphjit.compiler.errors import CompileError  # noqa: E402
 from graphjit.compiler.ops import ELEMENTWISE, OPS, UFUNC_OPS  # noqa: E402
-from graphjit.runtime.cpu import codegen  # noqa: E402
+from graphjit.runtime.cpu.elementwise import ELEMENTWISE_LOWERINGS  # noqa: E402
 from workloads import gelu, layernorm, softmax  # noqa: E402
 
 DTYPES = [np.dtype(t) for t in (np.bool_, np.int32, np.int64, np.float32, np.float64)]
@@ -285,7 +285,7 @@ def assert_matches(actual: np.ndarray, expected: np.ndarray, op: Op | None = Non
 
 
 def test_every_elementwise_op_has_a_lowering():
-    assert set(ELEMENTWISE) <= set(codegen.ELEMENTWISE_LOWERINGS)
+    assert set(ELEMENTWISE) <= set(ELEMENTWISE_LOWERINGS)
 
 
 @pytest.mark.parametrize(("op", "in_dtypes", "out_dtype"), ELEMENTWISE_CASES,
@@ -461,7 +461,7 @@ def test_unsupported_dtype_raises_a_graphjit_error():
     out = b.buffer((4,), np.int32, BufferKind.OUTPUT)
     b.store(b.op(Op.EXP, b.load(x)), out)
     with pytest.raises(CompileError, match="exp"):
-        codegen.render_loop_kernel(b.kernel(), b.buffers)
+        render_loop_kernel(b.kernel(), b.buffers)
 
 
 # ---------------------------------------------------------------- reductions

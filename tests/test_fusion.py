@@ -9,7 +9,7 @@ import pytest
 
 import graphjit as gj
 from graphjit.compiler.ir import Graph
-from graphjit.compiler.kernel import HostKernel, LoopKernel, MatmulKernel, Source
+from graphjit.compiler.kernel import HostKernel, LoopKernel, MatmulKernel, Operand
 from graphjit.compiler.ops import ELEMENTWISE, REDUCTIONS, VIEWS, Op
 from graphjit.compiler.passes.fuse import (
     Layout, LoopSpace, apply_view, fuse, identity_layout, plan_fusion,
@@ -37,7 +37,7 @@ def kinds(program) -> list[str]:
 
 
 def loads(kernel: LoopKernel) -> list:
-    return [i.attrs["access"] for i in kernel.instrs if i.op is Source.LOAD]
+    return [i.attrs["access"] for i in kernel.instrs if i.op is Operand.LOAD]
 
 
 # ---------------------------------------------------------------- workloads
@@ -145,7 +145,7 @@ def test_host_ops_get_host_kernels_and_their_view_inputs_are_copied():
     assert host.op is Op.TAKE
     (copy,) = [s for s in program.steps if isinstance(s, LoopKernel)
                and any(st.access.buffer == host.inputs[0] for st in s.stores)]
-    assert [i.op for i in copy.instrs] == [Source.LOAD]   # x.T materialised by a strided copy
+    assert [i.op for i in copy.instrs] == [Operand.LOAD]   # x.T materialised by a strided copy
     assert loads(copy)[0].strides == (1, 6)
 
 

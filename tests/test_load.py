@@ -137,7 +137,7 @@ def test_100k_jit_calls_leave_memory_flat():
 
 @needs_proc
 def test_big_outputs_matmuls_and_host_steps_leave_memory_flat():
-    from graphjit.runtime.executable import output_blocks
+    from graphjit.runtime.cpu.executable import output_blocks
 
     def block(x, w, idx):
         h = np.maximum(x @ w, 0.0)

@@ -1,7 +1,7 @@
 """The CPU runtime: native compile and load, dispatch, buffers, BLAS matmul, host steps, safety.
 
 Programs are built by hand and their loop kernels rendered by `standin_render` below, a minimal
-renderer (elementwise add/sub/mul over any strided accesses) with codegen.py's interface, so these
+renderer (elementwise add/sub/mul over any strided accesses) with loops.py's interface, so these
 tests need neither the scheduler nor the real code generator. Once both exist, the last section
 also runs real `gj.jit` functions through the whole CPU path.
 """
@@ -21,11 +21,11 @@ from llvmlite import ir
 from graphjit.compiler.errors import ArgumentError, CompileError
 from graphjit.compiler.ir import Attrs, Graph
 from graphjit.compiler.kernel import (Access, Buffer, BufferKind, HostKernel, Instr, LoopKernel,
-                                      MatmulKernel, Program, Source, Store)
+                                      MatmulKernel, Program, Operand, Store)
 from graphjit.compiler.ops import Op
 from graphjit.runtime.cpu import CPUBackend, llvm
 from graphjit.runtime.cpu.blas import blas_layout
-from graphjit.runtime.threads import ThreadPool
+from graphjit.runtime.cpu.threads import ThreadPool
 
 # ---------------------------------------------------------------- a stand-in code generator
 
@@ -96,10 +96,10 @@ def _address(builder, table, access, index, dtype):
 
 def _emit(builder, instr, values, index, table):
     llvm_type = _LLVM_TYPES[np.dtype(instr.dtype)]
-    if instr.op is Source.LOAD:
+    if instr.op is Operand.LOAD:
         address = _address(builder, table, instr.attrs["access"], index, instr.dtype)
         return builder.load(address, typ=llvm_type)
-    if instr.op is Source.CONST:
+    if instr.op is Operand.CONST:
         return ir.Constant(llvm_type, instr.attrs["value"])
     table_of_ops = _FLOAT_OPS if np.dtype(instr.dtype).kind == "f" else _INT_OPS
     return getattr(builder, table_of_ops[instr.op])(*(values[a] for a in instr.args))
@@ -117,11 +117,11 @@ def contiguous(shape):
 
 def load(buffer, dtype, shape, strides=None, offset=0):
     access = Access(buffer, contiguous(shape) if strides is None else tuple(strides), offset)
-    return Instr(Source.LOAD, (), np.dtype(dtype), attrs=Attrs({"access": access}))
+    return Instr(Operand.LOAD, (), np.dtype(dtype), attrs=Attrs({"access": access}))
 
 
 def const(value, dtype):
-    return Instr(Source.CONST, (), np.dtype(dtype), attrs=Attrs({"value": value}))
+    return Instr(Operand.CONST, (), np.dtype(dtype), attrs=Attrs({"value": value}))
 
 
 def binary(op, a, b, dtype):
@@ -168,7 +168,7 @@ def test_compile_and_reload_object_code_runs_the_same_kernel():
     reloaded = llvm.load_object(library.object_code)
     x, out = np.arange(5.0), np.zeros(5)
     table = (llvm.ctypes.c_void_p * 2)(x.ctypes.data, out.ctypes.data)
-    from graphjit.runtime.cpu import KERNEL_FUNCTION
+    from graphjit.runtime.cpu.backend import KERNEL_FUNCTION
 
     KERNEL_FUNCTION(reloaded.address("add_one"))(table, 1, 4)
     np.testing.assert_array_equal(out, [0, 2, 3, 4, 0])
@@ -516,7 +516,7 @@ class CountingPool(ThreadPool):
 
 def test_big_kernels_are_split_over_the_pool_and_small_ones_are_not():
     pool = CountingPool(2)
-    from graphjit.runtime.threads import MIN_WORK_PER_CHUNK
+    from graphjit.runtime.cpu.threads import MIN_WORK_PER_CHUNK
 
     size = 2 * MIN_WORK_PER_CHUNK + 1000     # worth two chunks whatever the threshold is
     big = compile_program(add_one_program(shape=(size,), dtype=np.float32), pool=pool)
@@ -573,23 +573,8 @@ def test_100k_calls_leave_memory_flat():
     assert len(executable.workspaces) == 1
 
 
-# ---------------------------------------------------------------- through gj.jit (once the
-# scheduler and the code generator exist)
+# ---------------------------------------------------------------- through gj.jit
 
-def _full_cpu_path_available():
-    try:
-        from graphjit.compiler.schedule import build_program  # noqa: F401
-        from graphjit.runtime.cpu.codegen import render_loop_kernel  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-needs_full_path = pytest.mark.skipif(not _full_cpu_path_available(),
-                                     reason="compiler.schedule or runtime.cpu.codegen missing")
-
-
-@needs_full_path
 def test_jit_elementwise_matmul_and_host_steps_against_numpy():
     import graphjit as gj
 
@@ -606,7 +591,6 @@ def test_jit_elementwise_matmul_and_host_steps_against_numpy():
         assert_same(np.asarray(got), expected, rtol=1e-5)
 
 
-@needs_full_path
 def test_jit_concurrent_calls_share_one_compile():
     import graphjit as gj
 
@@ -656,8 +640,8 @@ def test_epilogue_after_a_native_product_is_split_only_past_its_threshold(
         monkeypatch, work_factor, parallel_calls):
     """OpenBLAS's workers still spin right after a product, so an epilogue is split only past
     EPILOGUE_WORK_FACTOR times the loops' threshold (here lowered so that a loop would split)."""
-    import graphjit.runtime.cpu as cpu_module
-    import graphjit.runtime.threads as threads_module
+    import graphjit.runtime.cpu.backend as cpu_module
+    import graphjit.runtime.cpu.threads as threads_module
 
     monkeypatch.setattr(threads_module, "MIN_WORK_PER_CHUNK", 100)
     monkeypatch.setattr(cpu_module, "EPILOGUE_WORK_FACTOR", work_factor)

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from graphjit.runtime import threads
-from graphjit.runtime.threads import MIN_WORK_PER_CHUNK, ThreadPool, chunk_count, split
+from graphjit.runtime.cpu import threads
+from graphjit.runtime.cpu.threads import MIN_WORK_PER_CHUNK, ThreadPool, chunk_count, split
 
 
 @settings(max_examples=50, deadline=None)
@@ -44,7 +44,7 @@ def test_num_threads_reads_the_environment(monkeypatch):
 
 
 def test_default_pool_in_a_fresh_process_respects_graphjit_num_threads():
-    code = ("from graphjit.runtime.threads import default_pool; import threading; "
+    code = ("from graphjit.runtime.cpu.threads import default_pool; import threading; "
             "p = default_pool(); print(p.size, sum(t.name.startswith('graphjit-worker') "
             "for t in threading.enumerate()))")
     env = dict(os.environ, GRAPHJIT_NUM_THREADS="3")

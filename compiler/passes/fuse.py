@@ -25,12 +25,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..ir import Graph, Node, rebuild
-from ..ops import ELEMENTWISE, REDUCTIONS, VIEWS, Op
+from ..ops import ELEMENTWISE, OPS, REDUCTIONS, SOURCES, VIEWS, Execution, Op
 
 Shape = tuple[int, ...]
 
-LOOP, MATMUL, HOST = "loop", "matmul", "host"
-SOURCES = frozenset({Op.PARAM, Op.CONST})
+LOOP, MATMUL, HOST = Execution.LOOP.value, Execution.MATMUL.value, Execution.HOST.value
 
 
 # ---------------------------------------------------------------- layouts: views as strides
@@ -57,14 +56,9 @@ def identity_layout(node_id: int, shape: Shape) -> Layout:
     return Layout(node_id, tuple(shape), contiguous_strides(shape), 0)
 
 
-# NumPy defines what a view means; applying the view op to a fake uint8 array whose strides are
-# the layout's strides gives the composed strides (in elements) and the offset (pointer delta).
-_VIEW_ON_ARRAY: dict[Op, Callable[..., np.ndarray]] = {
-    Op.BROADCAST: lambda a, shape_to: np.broadcast_to(a, shape_to),
-    Op.RESHAPE: lambda a, shape_to: np.reshape(a, shape_to, copy=False),
-    Op.TRANSPOSE: lambda a, perm: np.transpose(a, perm),
-    Op.SLICE: lambda a, slices: a[tuple(slice(*s) for s in slices)],
-}
+# NumPy defines what a view means; applying the view op (its op-table `view`) to a fake uint8
+# array whose strides are the layout's strides gives the composed strides (in elements) and the
+# offset (pointer delta).
 _FAKE_BASE = np.zeros(1, np.uint8)
 
 
@@ -78,7 +72,7 @@ def apply_view(node: Node, operand: Layout) -> Layout | None:
     fake = np.lib.stride_tricks.as_strided(_FAKE_BASE, operand.shape, operand.strides,
                                            writeable=False)
     try:
-        viewed = _VIEW_ON_ARRAY[node.op](fake, **node.attrs)
+        viewed = OPS[node.op].view(fake, **node.attrs)
     except ValueError:
         return None
     offset = operand.offset + _address(viewed) - _address(_FAKE_BASE)
@@ -211,13 +205,8 @@ def inputs_of(graph: Graph, analysis: ViewAnalysis, node_id: int) -> list[Layout
 
 def kind_of(op: Op) -> str | None:
     """Which kind of group computes a node of this op (None for params and constants)."""
-    if op in SOURCES:
-        return None
-    if op in ELEMENTWISE or op in REDUCTIONS or op in VIEWS:
-        return LOOP
-    if op is Op.MATMUL:
-        return MATMUL
-    return HOST  # anything else in the op table, including ops added later
+    execution = OPS[op].execution
+    return None if execution is None else execution.value
 
 
 # ---------------------------------------------------------------- checking a candidate group
@@ -294,6 +283,7 @@ class FusionPlan:
     groups: list[Group]
     analysis: ViewAnalysis
     notes: dict[int, list[str]]        # node -> why it was not fused with a producer
+    graph: Graph | None = None         # the graph grouped (the scheduler lowers it)
 
     def group_of(self) -> dict[int, int]:
         return {m: g.id for g in self.groups for m in g.members}
@@ -482,7 +472,7 @@ def plan_fusion(graph: Graph) -> FusionPlan:
         if node.op in SOURCES or analysis.is_folded(graph, node_id):
             continue
         grouper.place(node_id)
-    return FusionPlan(grouper.ordered(), analysis, grouper.notes)
+    return FusionPlan(grouper.ordered(), analysis, grouper.notes, graph)
 
 
 def plan_from_meta(graph: Graph) -> FusionPlan | None:

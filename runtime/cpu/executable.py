@@ -26,7 +26,7 @@ from graphjit.compiler.printer import format_node
 
 ALIGNMENT = 64   # bytes: a cache line, and enough for any vector load
 
-Step = Callable[["Workspace"], None]
+RunStep = Callable[["Workspace"], None]
 # entry(table address): binds the call's arrays (from the workspace's `call_args`) into the
 # table, runs the first native kernels
 Entry = Callable[[int], None]
@@ -182,7 +182,7 @@ class Executable:
     # run() takes leaves of any layout: it copies only those that are not C-contiguous
     checks_layouts = True
 
-    def __init__(self, program: Program, entry: Entry | None, steps: list[Step],
+    def __init__(self, program: Program, entry: Entry | None, steps: list[RunStep],
                  texts: Any = None, keep_alive: Any = None):
         self.program = program
         self.texts = texts if texts is not None else {}

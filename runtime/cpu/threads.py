@@ -22,6 +22,11 @@ the whole loop. Python tasks still work: the native loop returns to its Python t
 takes the job from its queue. Elsewhere (or if LLVM fails) the pool is pure Python.
 
 `GRAPHJIT_NUM_THREADS` sets the pool size (default: the number of usable cores).
+
+Fork: a child process inherits the pool's objects but none of its threads (and possibly a lock
+or a job counter some parent thread held mid-call). `os.register_at_fork` gives every pool a
+fresh state, fresh locks and no workers in the child; the workers start again on the child's
+first parallel loop, so a forked child never waits on a thread it does not have.
 """
 from __future__ import annotations
 
@@ -32,10 +37,11 @@ import platform
 import queue
 import sys
 import threading
+import weakref
 from collections.abc import Callable
 
 # A loop is split only when it does at least this many element-operations per chunk (OP_WEIGHTS
-# units of runtime/cpu/codegen.py, roughly 0.05-0.2 ns each vectorised). Measured on the 2-vCPU
+# units of runtime/cpu/elementwise.py OP_WEIGHTS, roughly 0.05-0.2 ns each vectorised). Measured on the 2-vCPU
 # VM: with the native hand-off (~1-3 us when the worker is spinning, up to ~100 us when it must
 # be woken) splitting pays from about 20-40 us of single-threaded work.
 MIN_WORK_PER_CHUNK = 500_000
@@ -294,23 +300,37 @@ class ThreadPool:
 
     def __init__(self, size: int):
         self.size = max(1, int(size))
+        self._native = native_hand_off() if self.size > 1 else None
+        self._reset()
+        self._start_workers()
+        _pools.add(self)
+
+    def _reset(self) -> None:
+        """Fresh locks, queues and shared state, and no workers (at creation and after fork)."""
         self._busy = threading.Lock()
         self._inboxes: list[queue.SimpleQueue] = []
         self._done: queue.SimpleQueue = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
-        self._native = native_hand_off() if self.size > 1 else None
         self._state = (ctypes.c_int64 * STATE_SLOTS)()
         self._state_address = ctypes.addressof(self._state)
         self._ranges: dict[int, tuple[list, ctypes.Array]] = {}
+        self._started = False
+
+    def _start_workers(self) -> None:
         for n in range(self.size - 1):
             inbox: queue.SimpleQueue = queue.SimpleQueue()
-            thread = threading.Thread(target=self._work, args=(inbox, n + 1),
+            thread = threading.Thread(target=self._work, args=(inbox, n + 1, self._state_address),
                                       name=f"graphjit-worker-{n}", daemon=True)
-            thread.start()
             self._inboxes.append(inbox)
             self._threads.append(thread)
+            thread.start()
+        self._started = True
 
-    def _work(self, inbox: queue.SimpleQueue, worker: int) -> None:
+    def _after_fork_in_child(self) -> None:
+        if self._started:
+            self._reset()   # the workers start again on the first parallel loop
+
+    def _work(self, inbox: queue.SimpleQueue, worker: int, state_address: int) -> None:
         seen = 0
         while True:
             if self._native is None:
@@ -318,7 +338,7 @@ class ThreadPool:
                     return
                 continue
             # native jobs run inside; it returns for Python jobs (or -1: stop)
-            seen = self._native.worker(self._state_address, worker, seen)
+            seen = self._native.worker(state_address, worker, seen)
             if seen == WORKER_STOPPED:
                 return
             while True:   # every job queued for this worker (there may be none, or several)
@@ -349,6 +369,8 @@ class ThreadPool:
                 task(begin, end)
             return
         try:
+            if not self._started:   # a forked child: its workers were left in the parent
+                self._start_workers()
             native = native_task(task) if self._native is not None else None
             if native is not None and len(ranges) <= self.size:
                 self._run_native(native, ranges)
@@ -401,6 +423,7 @@ class ThreadPool:
             self._native.run(self._state_address, 0, 0, 0, 0, self.size - 1, int(wait))
 
     def close(self) -> None:
+        _pools.discard(self)
         for inbox in self._inboxes:
             inbox.put(None)
         if self._native is not None:
@@ -424,3 +447,19 @@ def default_pool() -> ThreadPool:
             if _default_pool is None:
                 _default_pool = ThreadPool(num_threads())
     return _default_pool
+
+
+# Every live pool, so a forked child can reset them all (executables hold their pool directly).
+_pools: weakref.WeakSet[ThreadPool] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    global _native_lock, _default_lock
+    _native_lock = threading.Lock()
+    _default_lock = threading.Lock()
+    for pool in list(_pools):
+        pool._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

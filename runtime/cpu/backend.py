@@ -1,0 +1,398 @@
+"""CPUBackend: a Program compiled to one native module (llvmlite), run by an Executable.
+
+    kernels  --render (loops.py)-->  LLVM IR text per LoopKernel
+    plan     runs of small kernels become one native entry function each; big kernels are split
+             over the thread pool; matmuls call BLAS; host steps run the NumPy reference
+    compile  all kernels + entry functions linked into one module, O3 for the host, MCJIT
+             (object code can come from / go to a disk cache: `cache.load(key)` / `store`)
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import importlib.metadata
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from graphjit.compiler.errors import CompileError, GraphjitError
+from graphjit.compiler.kernel import (Buffer, BufferKind, HostKernel, LoopKernel, MatmulKernel,
+                                      Program)
+from graphjit.compiler.kernel import Kernel
+
+from . import llvm
+from .blas import GemmPlan, MatmulRunner, gemm_address, plan_gemm
+from .executable import Executable, HostStep, RunStep, Workspace
+from .threads import ThreadPool, chunk_count, default_pool, split
+
+# Batched products with more elements than this loop in Python instead of unrolling in native code.
+MAX_NATIVE_BATCH = 16
+
+# A matmul epilogue starts while OpenBLAS's own workers still spin on the other cores after the
+# product; splitting it then makes two pools fight over the cores (a 256x128 GELU epilogue ran 15x
+# slower on 2 threads than on 1). Only epilogues big enough to amortise that are split.
+EPILOGUE_WORK_FACTOR = 32
+
+KERNEL_FUNCTION = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
+# ctypes releases the GIL around both: concurrent calls and the pool's workers run in parallel
+SEGMENT_FUNCTION = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+# ...except around segments this short, where releasing and retaking it (~0.15 us) would cost
+# more than letting other Python threads wait for them
+SEGMENT_FUNCTION_KEEPING_GIL = ctypes.PYFUNCTYPE(None, ctypes.c_void_p)
+KEEP_GIL_MAX_WORK = 1 << 14   # element operations: a few microseconds
+
+
+class Rendered(Protocol):
+    """What loops.render_loop_kernel returns (runtime/cpu/loops.py: RenderedKernel)."""
+
+    name: str
+    llvm_ir: str
+    extent: int
+    cost_per_item: int
+
+
+Renderer = Callable[[LoopKernel, Sequence[Buffer]], Rendered]
+
+
+class ObjectCache(Protocol):
+    def load(self, key: str) -> bytes | None: ...
+    def store(self, key: str, payload: bytes) -> Any: ...
+
+
+def _default_renderer() -> Renderer:
+    from .loops import render_loop_kernel
+
+    return render_loop_kernel
+
+
+# ---------------------------------------------------------------- the plan
+
+@dataclass(frozen=True)
+class ParallelPlan:
+    kernel: Rendered
+    ranges: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
+class MatmulPlan:
+    kernel: MatmulKernel
+    epilogue: Rendered | None
+    epilogue_ranges: tuple[tuple[int, int], ...]
+
+
+PlanItem = llvm.Segment | ParallelPlan | MatmulPlan | HostKernel
+
+
+class _Planner:
+    """Orders a Program's steps into native segments, parallel loops, matmuls and host steps."""
+
+    def __init__(self, program: Program, rendered: dict[int, Rendered], threads: int):
+        self.program = program
+        self.rendered = rendered
+        self.threads = threads
+        self.items: list[PlanItem] = []
+        self._pending: list[llvm.KernelCall | llvm.GemmCall] = []
+        self._segments = 0
+        self._gemms = 0
+        self._bind = True
+
+    def plan(self, bind_natively: bool) -> list[PlanItem]:
+        """The first item is always the entry segment (which binds the call's arrays when
+        `bind_natively`); serial kernels before the first non-native step run inside it."""
+        self._bind = bind_natively
+        for step in self.program.steps:
+            self._add(step)
+        self._flush()
+        return self.items
+
+    def _add(self, step: Kernel) -> None:
+        adders = {LoopKernel: self._add_loop, MatmulKernel: self._add_matmul,
+                  HostKernel: self._add_host}
+        adder = adders.get(type(step))
+        if adder is None:
+            raise CompileError(f"the CPU backend cannot run a step of type {type(step).__name__}")
+        adder(step)
+
+    def _add_loop(self, step: LoopKernel) -> None:
+        """Small loops join the current native segment; big ones are split over the pool."""
+        rendered = self.rendered[id(step)]
+        ranges = self._ranges(rendered)
+        if len(ranges) > 1:
+            self._flush()
+            self.items.append(ParallelPlan(rendered, ranges))
+        elif rendered.extent > 0:
+            self._pending.append(_kernel_call(rendered))
+
+    def _add_host(self, step: HostKernel) -> None:
+        self._flush()
+        self.items.append(step)
+
+    def _add_matmul(self, step: MatmulKernel) -> None:
+        """BLAS-able products are called from native code inside the current segment; the rest
+        (integer dtypes, odd layouts, big batches) run from Python."""
+        buffers = self.program.buffers
+        plan = plan_gemm(step, buffers[step.a.buffer].dtype, buffers[step.b.buffer].dtype)
+        epilogue = self.rendered.get(id(step.epilogue)) if step.epilogue else None
+        ranges = self._ranges(epilogue, EPILOGUE_WORK_FACTOR) if epilogue else ()
+        if plan is None or len(plan.offsets) > MAX_NATIVE_BATCH:
+            self._flush()
+            self.items.append(MatmulPlan(step, epilogue, ranges))
+            return
+        self._gemms += 1
+        self._pending.append(_gemm_call(plan, f"matmul{self._gemms}"))
+        if epilogue is None or not ranges:
+            return
+        if len(ranges) > 1:
+            self._flush()
+            self.items.append(ParallelPlan(epilogue, ranges))
+        else:
+            self._pending.append(_kernel_call(epilogue))
+
+    def _ranges(self, rendered: Rendered, work_factor: int = 1) -> tuple[tuple[int, int], ...]:
+        chunks = chunk_count(rendered.extent, rendered.cost_per_item, self.threads, work_factor)
+        return tuple(split(rendered.extent, chunks)) if rendered.extent else ()
+
+    def _flush(self) -> None:
+        first = not self.items
+        if not self._pending and not first:
+            return
+        program = self.program
+        bind_leaves = bind_outputs = ()
+        if first and self._bind:
+            bind_leaves = tuple((b.index, b.param_index) for b in program.buffers
+                                if b.kind is BufferKind.PARAM)
+            outputs = [b for b in program.buffers if b.kind is BufferKind.OUTPUT]
+            bind_outputs = tuple((b.index, n) for n, b in enumerate(outputs))
+        graph_name = program.graph.name if program.graph is not None else "fn"
+        name = f"gj_{_symbol(graph_name)}_entry{self._segments}"
+        self._segments += 1
+        self.items.append(llvm.Segment(name, bind_leaves, bind_outputs, tuple(self._pending),
+                                       args_slot=len(program.buffers)))
+        self._pending = []
+
+
+def _kernel_call(rendered: Rendered) -> llvm.KernelCall:
+    return llvm.KernelCall(rendered.name, rendered.extent,
+                           rendered.extent * max(1, rendered.cost_per_item))
+
+
+def _gemm_call(plan: GemmPlan, name: str) -> llvm.GemmCall:
+    return llvm.GemmCall(name, plan.routine, plan.trans_b, plan.trans_a,
+                         (plan.n, plan.m, plan.k, plan.ldb, plan.lda, plan.ldc),
+                         (plan.a, plan.b, plan.c), plan.offsets)
+
+
+def _register_blas() -> None:
+    """Bind the BLAS symbols native entry functions call (before any object code is loaded)."""
+    for routine, symbol in llvm.BLAS_SYMBOLS.items():
+        llvm.register_symbol(symbol, gemm_address(routine))
+
+
+def _symbol(text: str) -> str:
+    return "".join(c if c.isalnum() or c == "_" else "_" for c in text)
+
+
+# ---------------------------------------------------------------- the backend
+
+class CPUBackend:
+    """`CPUBackend().compile(program, stats=None) -> Executable` (graphjit/backends.py: Backend)."""
+
+    name = "cpu"
+
+    def __init__(self, render: Renderer | None = None, pool: ThreadPool | None = None,
+                 cache: ObjectCache | None = None):
+        self._render = render
+        self._pool = pool
+        self.cache = cache
+
+    @property
+    def pool(self) -> ThreadPool:
+        return self._pool if self._pool is not None else default_pool()
+
+    def compile(self, program: Program, stats: dict[str, float] | None = None) -> Executable:
+        stats = {} if stats is None else stats
+        start = time.perf_counter()
+        rendered = self._render_all(program)
+        stats["render"] = stats.get("render", 0.0) + time.perf_counter() - start
+        bind_natively = llvm.object_layout_ok()
+        items = _Planner(program, rendered, self.pool.size).plan(bind_natively)
+        segments = [item for item in items if isinstance(item, llvm.Segment)]
+        sources = [r.llvm_ir for r in _unique(rendered.values())]
+        sources.append(llvm.segments_ir(segments))
+        _register_blas()
+        symbols = [r.name for r in _unique(rendered.values())] + [s.name for s in segments]
+        library = self._native_library(sources, stats, symbols)
+        try:
+            return self._executable(program, items, library, bind_natively)
+        except GraphjitError:
+            raise
+        except Exception as exc:
+            raise CompileError(f"could not build the CPU executable: {exc}") from exc
+
+    # ------------------------------------------------------------ stages
+    def _render_all(self, program: Program) -> dict[int, Rendered]:
+        render = self._render or _default_renderer()
+        kernels: list[LoopKernel] = []
+        for step in program.steps:
+            if isinstance(step, LoopKernel):
+                kernels.append(step)
+            elif isinstance(step, MatmulKernel) and step.epilogue is not None:
+                kernels.append(step.epilogue)
+        rendered: dict[int, Rendered] = {}
+        names: set[str] = set()
+        for kernel in kernels:
+            try:
+                result = render(kernel, program.buffers)
+            except GraphjitError:
+                raise
+            except Exception as exc:
+                raise CompileError(f"could not generate code for kernel {kernel.name}: "
+                                   f"{type(exc).__name__}: {exc}") from exc
+            if result.name in names:
+                raise CompileError(f"two kernels of one program share the name {result.name!r}")
+            names.add(result.name)
+            rendered[id(kernel)] = result
+        return rendered
+
+    def _native_library(self, sources: list[str], stats: dict[str, float],
+                        symbols: Sequence[str] = ()) -> llvm.NativeLibrary:
+        """Object code from the cache when it has this key (no LLVM at all), else compiled."""
+        key = _cache_key(sources) if self.cache is not None else None
+        if key is not None:
+            library = self._cached_library(key, sources, stats, symbols)
+            if library is not None:
+                return library
+        start = time.perf_counter()
+        library = llvm.compile_ir(sources)
+        stats["llvm"] = time.perf_counter() - start
+        if key is not None:
+            self.cache.store(key, library.object_code)
+        return library
+
+    def _cached_library(self, key: str, sources: list[str], stats: dict[str, float],
+                        symbols: Sequence[str]) -> llvm.NativeLibrary | None:
+        start = time.perf_counter()
+        payload = self.cache.load(key)
+        if payload is None:
+            return None
+        try:
+            library = llvm.load_object(payload, llvm.ModuleTexts(sources=sources), symbols)
+        except CompileError as exc:
+            # its key matched, so it was made by an incompatible build: delete it and recompile
+            discard = getattr(self.cache, "discard", None)
+            if discard is not None:
+                discard(key, str(exc))
+            else:
+                warnings.warn(f"graphjit: a disk-cache entry could not be loaded ({exc}); "
+                              "recompiling.", RuntimeWarning, stacklevel=2)
+            return None
+        stats["load"] = time.perf_counter() - start
+        return library
+
+    def _executable(self, program: Program, items: list[PlanItem], library: llvm.NativeLibrary,
+                    bind_natively: bool) -> Executable:
+        steps = [self._step(item, program, library) for item in items]
+        entry = None
+        if bind_natively:
+            first = items[0]
+            assert isinstance(first, llvm.Segment)
+            entry = _segment_function(library, first)
+            steps = steps[1:]
+        steps = [s for s in steps if s is not None]
+        return Executable(program, entry, steps, texts=library.texts, keep_alive=library)
+
+    def _step(self, item: PlanItem, program: Program, library: llvm.NativeLibrary
+              ) -> RunStep | None:
+        makers = {
+            llvm.Segment: lambda: _segment_step(item, library),
+            ParallelPlan: lambda: _loop_step(self.pool, library, item.kernel, item.ranges),
+            MatmulPlan: lambda: _matmul_step(item, program, self.pool, library),
+            HostKernel: lambda: HostStep(item, program),
+        }
+        return makers[type(item)]()
+
+
+def _unique(rendered: Any) -> list[Rendered]:
+    seen: dict[str, Rendered] = {}
+    for r in rendered:
+        seen.setdefault(r.name, r)
+    return list(seen.values())
+
+
+@functools.lru_cache(maxsize=1)
+def _graphjit_version() -> str:
+    try:
+        return importlib.metadata.version("graphjit")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _cache_key(sources: list[str]) -> str:
+    """Object code depends on the IR, the host CPU and LLVM, and (through the entry functions'
+    conventions) on graphjit itself."""
+    digest = hashlib.sha256()
+    parts = (llvm.host_description(), llvm.PIPELINE, f"graphjit-{_graphjit_version()}", *sources)
+    for part in parts:
+        data = part.encode()
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def _segment_function(library: llvm.NativeLibrary, segment: llvm.Segment) -> Callable:
+    prototype = (SEGMENT_FUNCTION_KEEPING_GIL if segment.work <= KEEP_GIL_MAX_WORK
+                 else SEGMENT_FUNCTION)
+    return prototype(library.address(segment.name))
+
+
+def _segment_step(segment: llvm.Segment, library: llvm.NativeLibrary) -> RunStep | None:
+    if not segment.calls and not segment.bind_leaves and not segment.bind_outputs:
+        return None
+    function = _segment_function(library, segment)
+
+    def run_segment(workspace: Workspace) -> None:
+        function(workspace.address)
+
+    return run_segment
+
+
+def _loop_step(pool: ThreadPool, library: llvm.NativeLibrary, rendered: Rendered,
+               ranges: tuple[tuple[int, int], ...]) -> RunStep:
+    function = KERNEL_FUNCTION(library.address(rendered.name))
+    chunks = list(ranges)
+    if len(chunks) <= 1:
+        begin, end = chunks[0] if chunks else (0, 0)
+
+        def run_serial(workspace: Workspace) -> None:
+            if end > begin:
+                function(workspace.address, begin, end)
+
+        return run_serial
+
+    def run_parallel(workspace: Workspace) -> None:
+        pool.parallel_for(functools.partial(function, workspace.address), chunks)
+
+    return run_parallel
+
+
+def _matmul_step(plan: MatmulPlan, program: Program, pool: ThreadPool,
+                 library: llvm.NativeLibrary) -> RunStep:
+    kernel = plan.kernel
+    runner = MatmulRunner(kernel, program.buffers[kernel.a.buffer].dtype,
+                          program.buffers[kernel.b.buffer].dtype)
+    epilogue = None
+    if plan.epilogue is not None:
+        epilogue = _loop_step(pool, library, plan.epilogue, plan.epilogue_ranges)
+
+    def run_matmul(workspace: Workspace) -> None:
+        runner(workspace.table)
+        if epilogue is not None:
+            epilogue(workspace)
+
+    return run_matmul
+
+
+__all__ = ["CPUBackend"]
