@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from graphjit.compiler.errors import ArgumentError, GraphjitError
-from graphjit.compiler.pipeline import run_pipeline
+from graphjit.compiler.pipeline import PassLog
+from graphjit.compiler.pipeline import compile as compile_graph
 from graphjit.frontend.pytree import flatten, unflatten
 from graphjit.frontend.trace import LeafSpec, TracedFunction, leaf_spec, trace
 from graphjit.frontend.tracer import Tracer
@@ -197,11 +198,12 @@ class JitFunction:
         start = time.perf_counter()
         traced = trace(self.fn, specs, rebuild, getattr(self.fn, "__name__", "fn"))
         stats["trace"] = time.perf_counter() - start
-        pipeline = run_pipeline(traced.graph)
-        stats.update({f"pass:{k}": v for k, v in pipeline.times.items()})
-        traced.graph = pipeline.graph
-        executable, program, texts = backends.compile(pipeline.graph, self.target, stats)
-        lowered = Lowered(self, traced, pipeline, program, executable, texts, stats)
+        log = PassLog()
+        program = compile_graph(traced.graph, log)
+        stats.update(log.stats())
+        traced.graph = program.graph
+        executable = backends.compile(program, self.target, stats)
+        lowered = Lowered(self, traced, log, program, executable, stats)
         lowered.dump_if_requested()
         return lowered
 

@@ -280,6 +280,7 @@ class Layer:
     """
 
     uses_rng = False  # True for layers that need a random key while training (Dropout)
+    accepts_integers = False  # True for first layers that take integer ids (Embedding)
 
     def __new__(cls, *args: Any, **kwargs: Any):
         layer = super().__new__(cls)
@@ -814,6 +815,8 @@ class GlobalAveragePooling2D(Layer):
 
 class Embedding(Layer):
     """Rows of a (input_dim, output_dim) table gathered by integer ids."""
+
+    accepts_integers = True  # integer data stays integer (other layers get it cast to float)
 
     def __init__(self, input_dim: int, output_dim: int,
                  embeddings_initializer: str | Callable = "random_uniform",

@@ -192,10 +192,21 @@ def test_decorator_forms(decorate):
 
 
 def test_compile_stats_report_every_stage():
-    from graphjit.compiler.pipeline import PIPELINE
+    from graphjit.compiler.pipeline import stage_names
 
     stats = gj.jit(lambda a, b: np.exp(a) @ b + 1.0).lower(_x((3, 4)), _x((4, 2))).compile_stats()
     assert {"trace", "schedule", "render"} <= set(stats)
     assert ("llvm" in stats) != ("load" in stats)      # compiled, or loaded from the disk cache
-    assert {f"pass:{name}" for name, _ in PIPELINE} <= set(stats)
+    assert {f"pass:{name}" for name in stage_names()[1:]} <= set(stats)
     assert all(isinstance(v, float) and v >= 0 for v in stats.values())
+
+
+def test_cache_info_cli_shows_entries_bytes_and_cap(tmp_path, monkeypatch, capsys):
+    from graphjit import cli
+
+    monkeypatch.setenv("GRAPHJIT_CACHE_DIR", str(tmp_path / "cli-cache"))
+    monkeypatch.setenv("GRAPHJIT_CACHE_MAX_BYTES", "64M")
+    assert cli.main(["cache", "info"]) == 0
+    lines = dict(line.split(None, 1) for line in capsys.readouterr().out.strip().splitlines())
+    assert lines["entries"] == "0" and lines["bytes"] == "0"
+    assert lines["max_bytes"] == str(64 * 1024 ** 2)
