@@ -98,7 +98,7 @@ def example_args():
     model = _MODEL[0]
     (x, y), _ = stand_in()
     return (model.params, model.optimizer.init(model.params), model.state,
-            [x[:BATCH_SIZE].astype(np.float32)], [y[:BATCH_SIZE]], gj.random.key(SEED))
+            [x[:BATCH_SIZE].astype(np.float32)], [y[:BATCH_SIZE, 0]], gj.random.key(SEED))
 
 
 def main() -> None:
@@ -108,6 +108,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="train on the first N images")
     args = parser.parse_args()
     name, (x_train, y_train), (x_test, y_test) = load(args.path)
+    # CIFAR's labels are (n, 1); this model's sparse loss takes them flat
+    y_train, y_test = y_train.reshape(-1), y_test.reshape(-1)
     if args.limit:
         x_train, y_train = x_train[:args.limit], y_train[:args.limit]
     side = x_train.shape[1]
