@@ -126,6 +126,7 @@ class JitFunction:
         self.misses = 0
         self._leaf_shapes: list[list[tuple]] = []
         self._warned = False
+        self._random_warned = False
         _live_functions.add(self)
 
     # ------------------------------------------------------------ calling
@@ -257,8 +258,17 @@ class JitFunction:
     def _lower_specs(self, specs: list[LeafSpec], rebuild: Callable) -> Lowered:
         stats: dict[str, float] = {}
         start = time.perf_counter()
+        before = _global_random_states()
         traced = trace(self.fn, specs, rebuild, getattr(self.fn, "__name__", "fn"))
         stats["trace"] = time.perf_counter() - start
+        if not self._random_warned and _global_random_states() != before:
+            self._random_warned = True
+            warnings.warn(
+                f"graphjit: {self.__name__}() drew random numbers from np.random or random "
+                f"while it was traced ({_definition_site(self.fn)}): they were drawn once, at "
+                "trace time, and every call returns the same values. Use gj.random with a key "
+                "argument instead (key = gj.random.key(seed); gj.random.normal(key, shape); "
+                "gj.random.split(key) for a new key per call).", RuntimeWarning, stacklevel=5)
         log = PassLog()
         program = compile_graph(traced.graph, log)
         stats.update(log.stats())
@@ -454,6 +464,22 @@ def _trim_heap() -> None:
     trim = _malloc_trim()
     if trim is not None:
         trim(0)
+
+
+def _global_random_states() -> tuple:
+    """The states of NumPy's global RandomState and of Python's `random`: a trace that changes
+    them drew values that are now frozen into the compiled program."""
+    numpy_state = np.random.get_state()
+    python_random = sys.modules.get("random")
+    return (numpy_state[1].tobytes(), *numpy_state[2:],
+            python_random.getstate() if python_random is not None else None)
+
+
+def _definition_site(fn: Callable) -> str:
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return "its definition"
+    return f"defined at {os.path.basename(code.co_filename)}:{code.co_firstlineno}"
 
 
 def _contains_tracer(args: tuple, kwargs: dict) -> bool:
