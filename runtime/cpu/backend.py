@@ -24,7 +24,7 @@ from graphjit.compiler.kernel import (Buffer, BufferKind, HostKernel, LoopKernel
 from graphjit.compiler.kernel import Kernel
 
 from . import llvm
-from .blas import GemmPlan, MatmulRunner, gemm_address, plan_gemm
+from .blas import GemmPlan, MatmulRunner, blas_library, gemm_address, plan_gemm
 from .executable import Executable, HostStep, RunStep, Workspace
 from .threads import ThreadPool, chunk_count, default_pool, split
 
@@ -182,13 +182,19 @@ def _kernel_call(rendered: Rendered) -> llvm.KernelCall:
 def _gemm_call(plan: GemmPlan, name: str) -> llvm.GemmCall:
     return llvm.GemmCall(name, plan.routine, plan.trans_b, plan.trans_a,
                          (plan.n, plan.m, plan.k, plan.ldb, plan.lda, plan.ldc),
-                         (plan.a, plan.b, plan.c), plan.offsets)
+                         (plan.a, plan.b, plan.c), plan.offsets, plan.int_bits,
+                         blas_library().threads if plan.single_threaded else 0)
 
 
 def _register_blas() -> None:
     """Bind the BLAS symbols native entry functions call (before any object code is loaded)."""
     for routine, symbol in llvm.BLAS_SYMBOLS.items():
-        llvm.register_symbol(symbol, gemm_address(routine))
+        address = gemm_address(routine)
+        if address:   # no BLAS found: every product runs through np.matmul (blas.plan_gemm)
+            llvm.register_symbol(symbol, address)
+    library = blas_library()
+    if library is not None and library.set_threads:
+        llvm.register_symbol(llvm.BLAS_THREADS_SYMBOL, library.set_threads)
 
 
 def _symbol(text: str) -> str:
