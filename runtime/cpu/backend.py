@@ -98,6 +98,7 @@ class _Planner:
         self._segments = 0
         self._gemms = 0
         self._bind = True
+        self.gemm_kernels: dict[str, MatmulKernel] = {}   # GemmCall.name -> its step (profiles)
 
     def plan(self, bind_natively: bool) -> list[PlanItem]:
         """The first item is always the entry segment (which binds the call's arrays when
@@ -142,7 +143,9 @@ class _Planner:
             self.items.append(MatmulPlan(step, epilogue, ranges))
             return
         self._gemms += 1
-        self._pending.append(_gemm_call(plan, f"matmul{self._gemms}"))
+        call = _gemm_call(plan, f"matmul{self._gemms}")
+        self.gemm_kernels[call.name] = step
+        self._pending.append(call)
         if epilogue is None or not ranges:
             return
         if len(ranges) > 1:
@@ -224,7 +227,8 @@ class CPUBackend:
         rendered = self._render_all(program)
         stats["render"] = stats.get("render", 0.0) + time.perf_counter() - start
         bind_natively = llvm.object_layout_ok()
-        items = _Planner(program, rendered, self.pool.size).plan(bind_natively)
+        planner = _Planner(program, rendered, self.pool.size)
+        items = planner.plan(bind_natively)
         segments = [item for item in items if isinstance(item, llvm.Segment)]
         sources = [r.llvm_ir for r in _unique(rendered.values())]
         sources.append(llvm.segments_ir(segments))
@@ -232,11 +236,14 @@ class CPUBackend:
         symbols = [r.name for r in _unique(rendered.values())] + [s.name for s in segments]
         library = self._native_library(sources, stats, symbols)
         try:
-            return self._executable(program, items, library, bind_natively)
+            executable = self._executable(program, items, library, bind_natively)
         except GraphjitError:
             raise
         except Exception as exc:
             raise CompileError(f"could not build the CPU executable: {exc}") from exc
+        executable.profile_units = functools.partial(
+            _profile_units, program, items, library, self.pool, planner.gemm_kernels)
+        return executable
 
     # ------------------------------------------------------------ stages
     def _render_all(self, program: Program) -> dict[int, Rendered]:
@@ -402,3 +409,77 @@ def _matmul_step(plan: MatmulPlan, program: Program, pool: ThreadPool,
 
 
 __all__ = ["CPUBackend"]
+
+
+# ---------------------------------------------------------------- profiling (runtime/profile.py)
+
+def _profile_units(program: Program, items: list[PlanItem], library: llvm.NativeLibrary,
+                   pool: ThreadPool, gemm_kernels: dict[str, MatmulKernel]) -> list:
+    """The program's work as separately runnable units, in the order a call runs it: each
+    kernel and BLAS call of a native segment on its own, parallel loops through the pool."""
+    from graphjit.runtime.profile import ProfileUnit
+
+    loops: dict[str, tuple[LoopKernel, MatmulKernel | None]] = {}
+    for step in program.steps:
+        if isinstance(step, LoopKernel):
+            loops[step.name] = (step, None)
+        elif isinstance(step, MatmulKernel) and step.epilogue is not None:
+            loops[step.epilogue.name] = (step.epilogue, step)
+
+    def loop_unit(rendered: Rendered, ranges: Sequence[tuple[int, int]]) -> ProfileUnit:
+        kernel, parent = loops.get(rendered.name, (None, None))
+        run = _loop_step(pool, library, rendered, tuple(ranges) or ((0, rendered.extent),))
+        function = KERNEL_FUNCTION(library.address(rendered.name))
+        kind = "epilogue" if parent is not None else "loop"
+        return ProfileUnit(kernel, kind, run, max(1, len(ranges)),
+                           empty_call=lambda workspace: function(workspace.address, 0, 0),
+                           epilogue_of=parent)
+
+    def matmul_unit(kernel: MatmulKernel) -> ProfileUnit:
+        runner = MatmulRunner(kernel, program.buffers[kernel.a.buffer].dtype,
+                              program.buffers[kernel.b.buffer].dtype)
+        if runner.plan is not None:
+            threads = 1 if runner.plan.single_threaded else max(1, blas_library().threads)
+            kind = f"blas {runner.plan.routine}"
+        else:
+            threads, kind = 1, "matmul (numpy)"
+        return ProfileUnit(kernel, kind, lambda workspace: runner(workspace.table), threads)
+
+    rendered_by_name: dict[str, Rendered] = {}
+    for item in items:
+        if isinstance(item, ParallelPlan):
+            rendered_by_name[item.kernel.name] = item.kernel
+        elif isinstance(item, MatmulPlan) and item.epilogue is not None:
+            rendered_by_name[item.epilogue.name] = item.epilogue
+    units: list = []
+    for item in items:
+        if isinstance(item, llvm.Segment):
+            for call in item.calls:
+                if isinstance(call, llvm.GemmCall):
+                    units.append(matmul_unit(gemm_kernels[call.name]))
+                else:
+                    units.append(loop_unit(_CallRendered(call), [(0, call.extent)]))
+        elif isinstance(item, ParallelPlan):
+            units.append(loop_unit(item.kernel, item.ranges))
+        elif isinstance(item, MatmulPlan):
+            units.append(matmul_unit(item.kernel))
+            if item.epilogue is not None:
+                units.append(loop_unit(item.epilogue, item.epilogue_ranges))
+        elif isinstance(item, HostKernel):
+            units.append(ProfileUnit(item, "host (numpy)", HostStep(item, program)))
+    return units
+
+
+@dataclass(frozen=True)
+class _CallRendered:
+    """A KernelCall of a segment seen as a Rendered kernel (its symbol and extent)."""
+
+    call: llvm.KernelCall
+
+    @property
+    def name(self) -> str:
+        return self.call.symbol
+
+    @property
+    def extent(self) -> int:
+        return self.call.extent
