@@ -160,7 +160,7 @@ HANDLED_FUNCTIONS[np.result_type] = result_type
 # ---------------------------------------------------------------- the families register here
 
 FAMILIES: tuple[str, ...] = (
-    "shapes", "creation", "elementwise", "reductions", "linalg", "compositions", "einsum",
+    "views", "shapes", "creation", "elementwise", "reductions", "linalg", "compositions", "einsum",
     "shape_functions", "indexing_functions",
 )
 for _family in FAMILIES:
