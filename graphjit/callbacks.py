@@ -102,8 +102,14 @@ class CallbackList(Callback):
             getattr(callback, hook)(*args)
 
 
+_INDEXED_HOOKS = ("on_epoch_begin", "on_epoch_end", *BATCH_HOOKS)
+
+
 def _dispatcher(hook: str) -> Callable:
+    arity = 2 if hook in _INDEXED_HOOKS else 1
+
     def dispatch(self: CallbackList, *args: Any) -> None:
+        args = (*args, None)[:arity]  # logs are always passed, as Keras does (LambdaCallback)
         self._call(hook, *args)
         if hook == "on_train_batch_begin":
             self._call("on_batch_begin", *args)

@@ -422,6 +422,9 @@ class Layer:
     def __call__(self, inputs: Any, training: bool = False) -> Any:
         if _is_symbolic(inputs):
             return SymbolicTensor.from_call(self, inputs)
+        if not self.built:
+            self.input_dtypes = [np.dtype(i.dtype) for i in
+                                 (inputs if isinstance(inputs, (list, tuple)) else [inputs])]
         self.ensure_built(_shape_of(inputs))
         if self._takes_training:
             outputs = self.call(inputs, training=training)
@@ -575,7 +578,8 @@ class Dropout(Layer):
 
 
 class Lambda(Layer):
-    """Any traceable function of the inputs."""
+    """Any traceable function of the inputs. `model.save` stores it as its traced IR (not its
+    bytecode), so it loads without the source; see graphjit/saving.py."""
 
     def __init__(self, function: Callable[[Any], Any], **kwargs: Any):
         kwargs.setdefault("name", _unique_name(getattr(function, "__name__", "lambda")
@@ -585,6 +589,19 @@ class Lambda(Layer):
 
     def call(self, x):
         return self.function(x)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        import pickle
+
+        try:
+            pickle.dumps(self.function)
+        except Exception:  # a lambda or closure: pickle its traced IR instead of its code
+            from graphjit.saving import trace_lambda
+
+            state["function"] = trace_lambda(self)
+            state["_init_args"] = ((), {})
+        return state
 
 
 class Flatten(Layer):

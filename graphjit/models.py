@@ -398,20 +398,6 @@ class Model:
 
         return {"train": train_step, "eval": eval_step, "predict": predict_step}
 
-    # -------------------------------------------------------------- pickling (issue 9)
-    # The steps are closures over the model and their jitted forms hold compiled code: both are
-    # dropped and rebuilt, so the receiver compiles on first call (or loads the disk cache).
-    _REBUILT_ON_UNPICKLE = ("_steps", "_jitted", "_predict_only")
-
-    def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k not in self._REBUILT_ON_UNPICKLE}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        if self._compiled is not None:
-            self._steps = self._make_steps()
-            self._jitted = {kind: gj_jit(step) for kind, step in self._steps.items()}
-
     def _regularization_losses(self, trainable: Tree) -> list:
         """Every layer's weight penalties (frozen layers' with their own, constant, weights)."""
         penalties = []
@@ -451,8 +437,10 @@ class Model:
             return {}
         return {kind: fn.cache_info() for kind, fn in self._jitted.items()}
 
+    # The steps are closures over the model and their jitted forms hold compiled code: both are
+    # dropped when pickling and rebuilt on first use, so the receiver compiles on its first call
+    # (or loads the disk cache).
     def __getstate__(self) -> dict[str, Any]:
-        # compiled steps (closures, locks, native code) are rebuilt on first use after loading
         state = dict(self.__dict__)
         for attribute in ("_steps", "_jitted", "_predict_only"):
             state.pop(attribute, None)
