@@ -24,6 +24,7 @@ class LeafSpec:
     shape: tuple[int, ...]
     dtype: np.dtype
     weak: bool = False
+    scalar: bool = False   # a NumPy scalar (np.float64(...)): immutable, `v += 1` rebinds
 
 
 @dataclass
@@ -56,7 +57,7 @@ def leaf_spec(value: Any, where: str) -> LeafSpec:
             raise DTypeError(f"{where} has dtype {value.dtype}; graphjit compiles float32, "
                              "float64, int32, int64 and bool: convert it with .astype() before "
                              "the call", user_source())
-        return LeafSpec((), value.dtype)
+        return LeafSpec((), value.dtype, scalar=True)
     if is_python_scalar(value):
         return LeafSpec((), np.asarray(value).dtype if not isinstance(value, int) or
                         isinstance(value, bool) else np.dtype(np.int64), weak=True)
@@ -69,16 +70,25 @@ def leaf_spec(value: Any, where: str) -> LeafSpec:
 
 
 def trace(fn: Callable, leaves_specs: Sequence[LeafSpec], rebuild_args: Callable[[list], tuple],
-          name: str | None = None) -> TracedFunction:
+          name: str | None = None, same_as: dict[int, int] | None = None) -> TracedFunction:
     """Run `fn` on tracers standing for the argument leaves; record the graph.
 
     `rebuild_args(leaf_values) -> (args, kwargs)` puts tracers back where the leaves were, with
-    static arguments as the concrete values.
+    static arguments as the concrete values. `same_as[j] = i`: leaf j is the very same array as
+    leaf i (f(a, a)), so the function sees one traced array in both places (its param j is
+    unused, and only leaf i is written back).
     """
     ctx = TraceContext(name or getattr(fn, "__name__", "fn"))
     tracers = [ctx.param(s.shape, s.dtype, weak=s.weak) for s in leaves_specs]
-    args, kwargs = rebuild_args(list(tracers))
-    result = fn(*args, **kwargs)
+    for tracer, spec in zip(tracers, leaves_specs):
+        tracer._scalar = tracer._scalar or spec.scalar
+    same_as = same_as or {}
+    args, kwargs = rebuild_args([tracers[same_as.get(n, n)] for n in range(len(tracers))])
+    from . import numpy_api  # noqa: F401  (every handler registered before NumPy is wrapped)
+    from .creation import creating_traced_arrays
+
+    with creating_traced_arrays(ctx):
+        result = fn(*args, **kwargs)
     out_leaves, out_tree = flatten(result)
     graph = ctx.graph
     out_weak = []
@@ -96,7 +106,8 @@ def trace(fn: Callable, leaves_specs: Sequence[LeafSpec], rebuild_args: Callable
                                    "of them", user_source())
     traced = TracedFunction(graph, out_tree, out_weak, n_user_outputs=len(out_leaves))
     for index, tracer in enumerate(tracers):
-        if tracer._id != graph.params[index] and not leaves_specs[index].weak:
+        if tracer._id != graph.params[index] and not (leaves_specs[index].weak
+                                                      or leaves_specs[index].scalar):
             traced.writebacks.append((index, len(graph.outputs)))
             graph.outputs.append(tracer._id)
     for node_id in graph.params:

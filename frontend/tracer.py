@@ -20,6 +20,8 @@ from .source import user_source
 from .storage import Layout, Storage, ViewStep, contiguous_layout
 
 PYTHON_SCALARS = (bool, int, float)
+# ops whose value is never known while tracing (inputs and random draws)
+_NEVER_KNOWN = frozenset({Op.PARAM} | {op for op in Op if op.name.startswith("RANDOM")})
 
 
 def is_python_scalar(value: Any) -> bool:
@@ -33,6 +35,7 @@ class TraceContext:
     def __init__(self, name: str = "fn"):
         self.graph = Graph(name)
         self.param_tracers: list[Tracer] = []
+        self._known: dict[int, np.ndarray | None] = {}
 
     def param(self, shape: tuple[int, ...], dtype: np.dtype, *, weak: bool = False,
               name: str = "") -> Tracer:
@@ -66,6 +69,46 @@ class TraceContext:
 
     def add(self, op: Op, args: tuple[int, ...], attrs: dict | None = None) -> int:
         return self.graph.add(op, args, attrs, user_source())
+
+    def known_value(self, node_id: int) -> np.ndarray | None:
+        """The value of `node_id` if it is computed from constants only (evaluated with the op
+        table's NumPy implementations, without recursion), else None. Memoised per trace."""
+        from graphjit.compiler.interpret import eval_node
+
+        memo = self._known
+        if node_id in memo:
+            return memo[node_id]
+        graph = self.graph
+        stack = [node_id]
+        while stack:
+            top = stack[-1]
+            if top in memo:
+                stack.pop()
+                continue
+            node = graph.node(top)
+            if node.op is Op.CONST:
+                memo[top] = graph.const_value(top)
+                stack.pop()
+                continue
+            if node.op in _NEVER_KNOWN:
+                memo[top] = None
+                stack.pop()
+                continue
+            missing = [a for a in node.args if a not in memo]
+            if missing:
+                stack.extend(missing)
+                continue
+            stack.pop()
+            values = [memo[a] for a in node.args]
+            if any(v is None for v in values):
+                memo[top] = None
+                continue
+            try:
+                with np.errstate(all="ignore"):
+                    memo[top] = eval_node(node, values)
+            except Exception:   # an op the NumPy impl cannot run eagerly: treat as unknown
+                memo[top] = None
+        return memo[node_id]
 
 
 def _nearest_supported(dtype: np.dtype) -> np.dtype:
@@ -310,33 +353,56 @@ class Tracer:
             "if/else on array values, or mark the argument static with "
             "gj.jit(static_argnums=...) / static_argnames=...", user_source())
 
+    def _known(self) -> np.ndarray | None:
+        """This array's value if it depends on constants only (an array made inside the function
+        with np.zeros/np.arange/... and written with constants), else None."""
+        return self._ctx.known_value(self._id)
+
+    def _concrete(self, what: str) -> np.ndarray:
+        value = self._known()
+        if value is None:
+            raise self._concrete_error(what)
+        return value
+
     def __bool__(self) -> bool:
-        raise self._concrete_error("bool() (an if, while, and/or or assert)")
+        return bool(self._concrete("bool() (an if, while, and/or or assert)"))
 
     def __int__(self) -> int:
-        raise self._concrete_error("int()")
+        return int(self._concrete("int()"))
 
     def __float__(self) -> float:
-        raise self._concrete_error("float()")
+        return float(self._concrete("float()"))
 
     def __complex__(self) -> complex:
-        raise self._concrete_error("complex()")
+        return complex(self._concrete("complex()"))
 
     def __index__(self) -> int:
-        raise self._concrete_error("use as a Python index")
+        value = self._known()
+        if value is None or value.ndim or value.dtype.kind not in "iub":
+            raise self._concrete_error(
+                "use as a Python index (or as an index into a NumPy array that is not traced: "
+                "a global or closed-over array. Index it with np.take(table, ids, axis=0), or "
+                "pass it in as an argument)")
+        return int(value)
 
     def __array__(self, dtype=None, copy=None):
+        value = self._known()
+        if value is not None:
+            return value if dtype is None else value.astype(dtype)
         raise self._concrete_error(
-            "conversion to a concrete NumPy array (np.asarray/np.array, indexing a NumPy array "
-            "with a traced index: pass that array in as an argument, or storing into an array "
-            "made with np.zeros/np.empty: build it from traced values with np.zeros_like, "
-            "np.where or np.concatenate instead)")
+            "conversion to a concrete NumPy array (np.asarray/np.array of a traced value from "
+            "a function graphjit does not trace; indexing a NumPy array that is not traced (a "
+            "global or closed-over array) with a traced index: use np.take(table, ids, axis=0) "
+            "or pass the array in as an argument; or storing a traced value into a NumPy array "
+            "that was not made inside the function (a global or closed-over array): make a "
+            "traced copy with np.array(table) inside the function, or pass it in and write it "
+            "there, which graphjit writes back)")
 
     def tolist(self):
-        raise self._concrete_error("tolist()")
+        return self._concrete("tolist()").tolist()
 
     def item(self, *args):
-        raise self._concrete_error("item()")
+        return self._concrete("item()").item(*args)
 
     def __len__(self) -> int:
         if not self.shape:
