@@ -24,7 +24,6 @@ class LeafSpec:
     shape: tuple[int, ...]
     dtype: np.dtype
     weak: bool = False
-    scalar: bool = False   # a NumPy scalar (np.float64(...)): immutable, `v += 1` rebinds
 
 
 @dataclass
@@ -57,7 +56,7 @@ def leaf_spec(value: Any, where: str) -> LeafSpec:
             raise DTypeError(f"{where} has dtype {value.dtype}; graphjit compiles float32, "
                              "float64, int32, int64 and bool: convert it with .astype() before "
                              "the call", user_source())
-        return LeafSpec((), value.dtype, scalar=True)
+        return LeafSpec((), value.dtype)
     if is_python_scalar(value):
         return LeafSpec((), np.asarray(value).dtype if not isinstance(value, int) or
                         isinstance(value, bool) else np.dtype(np.int64), weak=True)
@@ -80,8 +79,6 @@ def trace(fn: Callable, leaves_specs: Sequence[LeafSpec], rebuild_args: Callable
     """
     ctx = TraceContext(name or getattr(fn, "__name__", "fn"))
     tracers = [ctx.param(s.shape, s.dtype, weak=s.weak) for s in leaves_specs]
-    for tracer, spec in zip(tracers, leaves_specs):
-        tracer._scalar = tracer._scalar or spec.scalar
     same_as = same_as or {}
     args, kwargs = rebuild_args([tracers[same_as.get(n, n)] for n in range(len(tracers))])
     from . import numpy_api  # noqa: F401  (every handler registered before NumPy is wrapped)
@@ -106,8 +103,7 @@ def trace(fn: Callable, leaves_specs: Sequence[LeafSpec], rebuild_args: Callable
                                    "of them", user_source())
     traced = TracedFunction(graph, out_tree, out_weak, n_user_outputs=len(out_leaves))
     for index, tracer in enumerate(tracers):
-        if tracer._id != graph.params[index] and not (leaves_specs[index].weak
-                                                      or leaves_specs[index].scalar):
+        if tracer._id != graph.params[index] and not leaves_specs[index].weak:
             traced.writebacks.append((index, len(graph.outputs)))
             graph.outputs.append(tracer._id)
     for node_id in graph.params:

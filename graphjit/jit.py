@@ -75,7 +75,9 @@ class CompiledEntry:
         # write back into the caller's arrays, not the contiguous copies made for the call
         targets = leaves if originals is None else originals
         for leaf_index, out_index in self.writebacks:
-            np.copyto(targets[leaf_index], outs[out_index])
+            target = targets[leaf_index]
+            if not isinstance(target, np.generic):   # a NumPy scalar is immutable: `v += 1` rebinds
+                np.copyto(target, outs[out_index])
         result = outs[: self.n_user] if self.writebacks else outs
         result = [_to_user(r, weak) for r, weak in zip(result, self.out_weak)]
         if self.out_tree == ("leaf",):
@@ -528,7 +530,7 @@ def _leaf_key(leaf: Any, n: int, name: str) -> Any:
     if kind in _SCALAR_TYPES:
         return kind
     if isinstance(leaf, np.generic):
-        return ("scalar", leaf.dtype)   # immutable, unlike a 0-d array: never written back
+        return ((), leaf.dtype)   # one specialisation with 0-d arrays; never written back
     if isinstance(leaf, np.ndarray):
         return (leaf.shape, leaf.dtype)
     if hasattr(leaf, "__cuda_array_interface__") or hasattr(leaf, "copy_to_host"):
