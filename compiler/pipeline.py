@@ -8,13 +8,15 @@ from dataclasses import dataclass, field
 
 from .ir import Graph
 from .passes import (
-    eliminate_common_subexpressions, eliminate_dead_code, fold_constants, fuse, simplify,
+    eliminate_common_subexpressions, eliminate_dead_code, fold_constants, fuse,
+    legalize_dtypes, simplify,
 )
 from .verify import verify
 
 Pass = Callable[[Graph], Graph]
 
 PIPELINE: list[tuple[str, Pass]] = [
+    ("legalize_dtypes", legalize_dtypes),
     ("fold_constants", fold_constants),
     ("simplify", simplify),
     ("eliminate_common_subexpressions", eliminate_common_subexpressions),
