@@ -1,4 +1,5 @@
-"""Readable listings of a Program (`format_program`) and of what fusion did (`fusion_report`)."""
+"""Readable listings of a FusionPlan (`format_fusion_plan`), a Program (`format_program`) and of what
+fusion did (`fusion_report`)."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -9,6 +10,7 @@ from .kernel import (
     Access, Buffer, HostKernel, Instr, Level, LoopKernel, MatmulKernel, Program, Operand, Kernel,
 )
 from .ops import attrs_repr
+from .passes.fuse import FusionPlan
 from .printer import format_node
 
 SOURCE_COLUMN = 52
@@ -93,6 +95,23 @@ def format_program(program: Program) -> str:
     for step in program.steps:
         lines.extend(format_step(step))
     lines.append("outputs: " + ", ".join(f"b{b}" for b in program.outputs))
+    return "\n".join(lines)
+
+
+def format_fusion_plan(plan: FusionPlan) -> str:
+    """Every group in execution order with its member nodes, then why fusion stopped."""
+    graph = plan.graph
+    name = graph.name if graph is not None else "graph"
+    lines = [f"fusion plan {name}: {len(plan.groups)} group(s)"]
+    for group in plan.groups:
+        lines.append(f"group {group.id} ({group.kind}): {len(group.members)} node(s)")
+        for member in sorted(group.members):
+            text = format_node(member, graph.node(member)) if graph is not None else f"%{member}"
+            lines.append(f"    {text}")
+    stops = sorted((node, reasons) for node, reasons in plan.notes.items() if reasons)
+    lines.append("boundaries:" if stops else "boundaries: none")
+    for node, reasons in stops:
+        lines.extend(f"  %{node}: {reason}" for reason in reasons)
     return "\n".join(lines)
 
 

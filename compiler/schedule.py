@@ -1,9 +1,11 @@
-"""Scheduling: turn a fused graph into a `Program` (buffers + ordered kernels), then plan buffers.
+"""Scheduling: turn a fused graph into a `Program` (buffers + ordered kernels), and the Program
+passes that follow it.
 
-`build_program(graph)` reads the groups `passes.fuse` recorded in the graph's meta (and runs the
-fusion analysis itself when they are missing), gives every value that crosses a kernel boundary a
-buffer, lowers each group to a LoopKernel / MatmulKernel / HostKernel, adds copies so that outputs
-never alias inputs or each other, and lets TEMP buffers with disjoint lifetimes share a slot.
+`schedule(plan)` lowers the groups of a `FusionPlan` (passes/fuse.py): it gives every value that
+crosses a kernel boundary a buffer, lowers each group to a LoopKernel / MatmulKernel / HostKernel
+and adds copies so that outputs never alias inputs or each other. `split_full_reductions` and
+`plan_buffers` are Program -> Program passes (each returns a new Program); compiler/pipeline.py
+runs them in order, and `build_program(graph)` runs that whole back half for tests.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from .kernel import (
 from .ops import REDUCTIONS, SPLITTABLE, VIEWS, Op
 from .passes.fuse import (
     HOST, MATMUL, FusionPlan, Group, Layout, LoopSpace, identity_layout, inputs_of,
-    loop_space_of, plan_fusion, plan_from_meta,
+    loop_space_of,
 )
 
 
@@ -237,8 +239,7 @@ class ProgramBuilder:
                 self.steps.append(step)
         outputs = self.output_buffers()
         notes = {f"%{n}": list(reasons) for n, reasons in sorted(self.plan.notes.items())}
-        program = Program(self.graph, self.buffers.buffers, self.steps, outputs, notes)
-        return plan_buffers(split_full_reductions(program))
+        return Program(self.graph, self.buffers.buffers, self.steps, outputs, notes)
 
     # ------------------------------------------------------------ kinds of groups
     def loop(self, group: Group) -> LoopKernel | None:
@@ -343,13 +344,12 @@ SPLIT_MIN_CHUNK = 4096                # elements per partial, at least
 
 def split_full_reductions(program: Program) -> Program:
     """Replace each big reduction-to-a-scalar LoopKernel by a partial and a final kernel."""
+    buffers = list(program.buffers)
     steps: list[Kernel] = []
     for step in program.steps:
-        parts = split_full_reduction(step, program.buffers) if isinstance(step, LoopKernel) \
-            else None
+        parts = split_full_reduction(step, buffers) if isinstance(step, LoopKernel) else None
         steps.extend(parts if parts is not None else [step])
-    program.steps = steps
-    return program
+    return dc_replace(program, buffers=buffers, steps=steps)
 
 
 def split_chunks(size: int) -> int | None:
@@ -531,15 +531,23 @@ def plan_buffers(program: Program) -> Program:
         slot_size[slot] = max(slot_size[slot], buffer.nbytes)
         slot_free_after[slot] = last
         assigned[buffer_index] = slot
-    program.buffers = [dc_replace(b, slot=assigned.get(b.index, b.slot)) for b in program.buffers]
-    return program
+    buffers = [dc_replace(b, slot=assigned.get(b.index, b.slot)) for b in program.buffers]
+    return dc_replace(program, buffers=buffers)
 
 
-# ---------------------------------------------------------------- entry point
+# ---------------------------------------------------------------- entry points
+
+def schedule(plan: FusionPlan) -> Program:
+    """The Program that runs `plan`'s groups in order (see compiler/kernel.py for its semantics);
+    TEMP buffers are not yet planned into slots."""
+    if plan.graph is None:
+        raise ValueError("schedule needs the FusionPlan of a graph (passes.fuse.plan_fusion)")
+    return ProgramBuilder(plan.graph, plan).build()
+
 
 def build_program(graph: Graph) -> Program:
-    """The Program that computes `graph` (see compiler/kernel.py for its semantics)."""
-    plan = plan_from_meta(graph)
-    if plan is None:
-        plan = plan_fusion(graph)
-    return ProgramBuilder(graph, plan).build()
+    """The Program of an optimised graph: fuse, schedule and the Program passes, as
+    compiler/pipeline.py runs them (verified under GRAPHJIT_VERIFY=1)."""
+    from .pipeline import lower_to_program
+
+    return lower_to_program(graph)

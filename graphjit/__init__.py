@@ -33,6 +33,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "optimizers": ("graphjit.optimizers", None),
     "losses": ("graphjit.losses", None),
     "metrics": ("graphjit.metrics", None),
+    "callbacks": ("graphjit.callbacks", None),
+    "saving": ("graphjit.saving", None),
     "datasets": ("graphjit.datasets", None),
     "benchmark": ("graphjit.benchmarking", "benchmark"),
     "cache": ("graphjit.cache", None),

@@ -1,12 +1,22 @@
-"""Pick a backend for a target and compile an optimised graph with it."""
+"""The backends by target: each implements `Backend` (compile a Program to an Executable)."""
 from __future__ import annotations
 
-import time
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
-from graphjit.compiler.ir import Graph
+from graphjit.compiler.kernel import Program
 
-TARGETS = {"cpu", "cuda", "reference"}
+
+class Executable(Protocol):
+    texts: Mapping[str, str]          # backend stages for `lower().as_text` (llvm, asm, cuda...)
+
+    def run(self, leaves: Sequence[Any]) -> list[Any]: ...
+
+
+class Backend(Protocol):
+    name: str
+
+    def compile(self, program: Program, stats: dict[str, float] | None = None) -> Executable: ...
 
 
 def object_cache() -> Any:
@@ -16,29 +26,29 @@ def object_cache() -> Any:
     return default_cache() if cache_enabled() else None
 
 
-def compile(graph: Graph, target: str, stats: dict[str, float]) -> tuple[Any, Any, dict]:
-    """Returns (executable, program or None, extra text stages such as llvm/asm/ptx)."""
-    if target == "reference":
-        from graphjit.runtime.reference import ReferenceBackend
+def _cpu() -> Backend:
+    from graphjit.runtime.cpu import CPUBackend
 
-        executable = ReferenceBackend().compile_graph(graph)
-        return executable, None, {}
-    try:
-        from graphjit.compiler.schedule import build_program
-        from graphjit.runtime.cpu import CPUBackend
-    except ImportError:  # backend under construction: run the reference interpreter
-        from graphjit.runtime.reference import ReferenceBackend
+    return CPUBackend(cache=object_cache())
 
-        return ReferenceBackend().compile_graph(graph), None, {}
-    start = time.perf_counter()
-    program = build_program(graph)
-    stats["schedule"] = time.perf_counter() - start
-    if target == "cuda":
-        from graphjit.runtime.cuda import CUDABackend
 
-        backend = CUDABackend()
-    else:
-        backend = CPUBackend(cache=object_cache())
-    executable = backend.compile(program, stats)
-    # not copied: a backend may make some texts (the assembly) only when first asked for
-    return executable, program, getattr(executable, "texts", {})
+def _cuda() -> Backend:
+    from graphjit.runtime.cuda import CUDABackend
+
+    return CUDABackend()
+
+
+def _reference() -> Backend:
+    from graphjit.runtime.reference import ReferenceBackend
+
+    return ReferenceBackend()
+
+
+# imported on first use: `import graphjit` loads no backend
+BACKENDS: dict[str, Callable[[], Backend]] = {"cpu": _cpu, "cuda": _cuda, "reference": _reference}
+TARGETS = frozenset(BACKENDS)
+
+
+def compile(program: Program, target: str, stats: dict[str, float]) -> Executable:
+    """`program` compiled by the backend of `target`."""
+    return BACKENDS[target]().compile(program, stats)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import importlib
 import inspect
 import os
@@ -19,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from graphjit.compiler.errors import ArgumentError, GraphjitError
-from graphjit.compiler.pipeline import run_pipeline
+from graphjit.compiler.pipeline import PassLog
+from graphjit.compiler.pipeline import compile as compile_graph
 from graphjit.frontend.pytree import flatten, unflatten
 from graphjit.frontend.trace import LeafSpec, TracedFunction, leaf_spec, trace
 from graphjit.frontend.tracer import Tracer
@@ -28,6 +30,10 @@ from . import backends
 from .lowered import Lowered
 
 RECOMPILE_WARNING_AFTER = 8
+# Compiled specialisations kept per function (least recently used evicted beyond it): each holds
+# native code, workspaces and the traced graph, ~0.1-0.2 MB for a small function.
+DEFAULT_MAX_ENTRIES = 128
+SHAPE_HISTORY = 64      # recent signatures kept for the recompilation warning
 _SCALAR_TYPES = (bool, int, float)
 
 
@@ -40,6 +46,7 @@ class CompiledEntry:
     specs: list[LeafSpec]
     lowered: Lowered
     n_user: int = 0
+    used: int = 0           # the function's hit count when last used (least recently used goes)
 
     def __post_init__(self) -> None:
         self.n_user = self.traced.n_user_outputs
@@ -86,11 +93,16 @@ class JitFunction:
     """A function compiled on first call for each new argument signature."""
 
     def __init__(self, fn: Callable, *, static_argnums: Sequence[int] = (),
-                 static_argnames: Sequence[str] = (), target: str = "cpu"):
+                 static_argnames: Sequence[str] = (), target: str = "cpu",
+                 max_entries: int | None = DEFAULT_MAX_ENTRIES):
         functools.update_wrapper(self, fn)
         self.fn = fn
         self._options = {"static_argnums": static_argnums, "static_argnames": static_argnames,
-                         "target": target}
+                         "target": target, "max_entries": max_entries}
+        if max_entries is not None and (not isinstance(max_entries, int) or max_entries < 1):
+            raise ArgumentError(f"jit(max_entries=...) must be a positive int or None, "
+                                f"got {max_entries!r}")
+        self.max_entries = max_entries
         self._pickle_id: str | None = None
         self.target = target
         self.static_argnums = tuple(sorted({int(i) for i in ((static_argnums,) if isinstance(
@@ -119,7 +131,7 @@ class JitFunction:
             # the hit path: a key from (shape, dtype) per argument, one dict lookup, one call
             entry = self._cache.get(_fast_key(args))
             if entry is not None:
-                self.hits += 1
+                self.hits = entry.used = self.hits + 1
                 return entry.call_positional(args)
         if _contains_tracer(args, kwargs):
             # called inside another trace (jit of jit, grad of jit): inline the function
@@ -129,7 +141,7 @@ class JitFunction:
         if entry is None:
             entry = self._compile_locked(key, leaves, rebuild)
         else:
-            self.hits += 1
+            self.hits = entry.used = self.hits + 1
         return entry(_contiguous_leaves(leaves), leaves)
 
     def _key_and_leaves(self, args: tuple, kwargs: dict):
@@ -182,9 +194,21 @@ class JitFunction:
                 return entry
             self.misses += 1
             entry = self._compile(leaves, rebuild)
-            self._cache[key] = entry
+            entry.used = self.hits
+            with self._lock:
+                self._cache[key] = entry
+                self._evict_beyond_cap(keep=key)
             self._note_shapes(entry.specs)
             return entry
+
+    def _evict_beyond_cap(self, keep: Any) -> None:
+        """Drop least recently used entries beyond max_entries (their native code and buffers
+        are freed once no call still runs them)."""
+        while self.max_entries is not None and len(self._cache) > self.max_entries:
+            victim = min((k for k in self._cache if k != keep),
+                         key=lambda k: self._cache[k].used)
+            del self._cache[victim]
+            self._key_locks.pop(victim, None)
 
     def _compile(self, leaves: list, rebuild: Callable) -> CompiledEntry:
         specs = [leaf_spec(leaf, f"argument leaf {n} of {self.__name__}()")
@@ -197,16 +221,18 @@ class JitFunction:
         start = time.perf_counter()
         traced = trace(self.fn, specs, rebuild, getattr(self.fn, "__name__", "fn"))
         stats["trace"] = time.perf_counter() - start
-        pipeline = run_pipeline(traced.graph)
-        stats.update({f"pass:{k}": v for k, v in pipeline.times.items()})
-        traced.graph = pipeline.graph
-        executable, program, texts = backends.compile(pipeline.graph, self.target, stats)
-        lowered = Lowered(self, traced, pipeline, program, executable, texts, stats)
+        log = PassLog()
+        program = compile_graph(traced.graph, log)
+        stats.update(log.stats())
+        traced.graph = program.graph
+        executable = backends.compile(program, self.target, stats)
+        lowered = Lowered(self, traced, log, program, executable, stats)
         lowered.dump_if_requested()
         return lowered
 
     def _note_shapes(self, specs: list[LeafSpec]) -> None:
         self._leaf_shapes.append([s.shape for s in specs])
+        del self._leaf_shapes[:-SHAPE_HISTORY]
         if self.misses > RECOMPILE_WARNING_AFTER and not self._warned:
             self._warned = True
             changing = _changing_arguments(self._leaf_shapes, self._signature)
@@ -226,13 +252,17 @@ class JitFunction:
         return entry.lowered
 
     def cache_info(self) -> dict[str, int]:
+        """Hits, misses and live entries (at most `self.max_entries`)."""
         return {"hits": self.hits, "misses": self.misses, "entries": len(self._cache)}
 
     def cache_clear(self) -> None:
+        """Forget every compiled specialisation and free its native code (MCJIT engines) and
+        buffers, returning the memory to the system where the allocator allows."""
         with self._lock:
             self._cache.clear()
             self._key_locks.clear()
             self.hits = self.misses = 0
+        _release_memory()
 
     def eager(self, *args: Any, **kwargs: Any) -> Any:
         """Run the undecorated function."""
@@ -360,6 +390,33 @@ def _jit_by_value(pickle_id: str, options: dict) -> JitFunction:
     return function
 
 
+def _release_memory() -> None:
+    # entries hold reference cycles (closures over themselves), so their engines go on a collection
+    gc.collect()
+    try:
+        from graphjit.runtime.cpu.executable import output_blocks
+    except ImportError:
+        pass
+    else:
+        output_blocks.clear()
+    _trim_heap()
+
+
+@functools.lru_cache(maxsize=1)
+def _malloc_trim() -> Any:
+    try:
+        import ctypes
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):   # not glibc
+        return None
+
+
+def _trim_heap() -> None:
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
 def _contains_tracer(args: tuple, kwargs: dict) -> bool:
     leaves, _ = flatten((args, kwargs))
     return any(isinstance(leaf, Tracer) for leaf in leaves)
@@ -445,13 +502,16 @@ def _changing_arguments(history: list[list[tuple]], signature) -> str:
 
 
 def jit(fn: Callable | None = None, *, static_argnums: Sequence[int] | int = (),
-        static_argnames: Sequence[str] | str = (), target: str = "cpu") -> Any:
-    """Compile `fn` on first call for each argument signature. Usable bare or with arguments."""
+        static_argnames: Sequence[str] | str = (), target: str = "cpu",
+        max_entries: int | None = DEFAULT_MAX_ENTRIES) -> Any:
+    """Compile `fn` on first call for each argument signature. Usable bare or with arguments.
+
+    At most `max_entries` signatures stay compiled (least recently used evicted; None: no cap)."""
     if target not in backends.TARGETS:
         raise GraphjitError(f"unknown target {target!r}; choose one of {sorted(backends.TARGETS)}")
 
     def wrap(f: Callable) -> JitFunction:
         return JitFunction(f, static_argnums=static_argnums, static_argnames=static_argnames,
-                           target=target)
+                           target=target, max_entries=max_entries)
 
     return wrap if fn is None else wrap(fn)

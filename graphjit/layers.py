@@ -280,6 +280,7 @@ class Layer:
     """
 
     uses_rng = False  # True for layers that need a random key while training (Dropout)
+    accepts_integers = False  # True for first layers that take integer ids (Embedding)
 
     def __new__(cls, *args: Any, **kwargs: Any):
         layer = super().__new__(cls)
@@ -421,6 +422,9 @@ class Layer:
     def __call__(self, inputs: Any, training: bool = False) -> Any:
         if _is_symbolic(inputs):
             return SymbolicTensor.from_call(self, inputs)
+        if not self.built:
+            self.input_dtypes = [np.dtype(i.dtype) for i in
+                                 (inputs if isinstance(inputs, (list, tuple)) else [inputs])]
         self.ensure_built(_shape_of(inputs))
         if self._takes_training:
             outputs = self.call(inputs, training=training)
@@ -574,7 +578,8 @@ class Dropout(Layer):
 
 
 class Lambda(Layer):
-    """Any traceable function of the inputs."""
+    """Any traceable function of the inputs. `model.save` stores it as its traced IR (not its
+    bytecode), so it loads without the source; see graphjit/saving.py."""
 
     def __init__(self, function: Callable[[Any], Any], **kwargs: Any):
         kwargs.setdefault("name", _unique_name(getattr(function, "__name__", "lambda")
@@ -584,6 +589,19 @@ class Lambda(Layer):
 
     def call(self, x):
         return self.function(x)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        import pickle
+
+        try:
+            pickle.dumps(self.function)
+        except Exception:  # a lambda or closure: pickle its traced IR instead of its code
+            from graphjit.saving import trace_lambda
+
+            state["function"] = trace_lambda(self)
+            state["_init_args"] = ((), {})
+        return state
 
 
 class Flatten(Layer):
@@ -815,6 +833,8 @@ class GlobalAveragePooling2D(Layer):
 class Embedding(Layer):
     """Rows of a (input_dim, output_dim) table gathered by integer ids."""
 
+    accepts_integers = True  # integer data stays integer (other layers get it cast to float)
+
     def __init__(self, input_dim: int, output_dim: int,
                  embeddings_initializer: str | Callable = "random_uniform",
                  embeddings_regularizer: Any = None, embeddings_constraint: Any = None,
@@ -842,3 +862,32 @@ __all__ = [
     "get_activation", "initialize", "set_seed", "register", "registered_name", "get_registered",
     "serialize_value", "get_regularizer", "get_constraint",
 ]
+
+
+# ---------------------------------------------------------------- issue 16: more Keras layers
+# (recurrent, convolution and pooling, attention, preprocessing; masks). They live in their own
+# modules, which import the base class above; this block only re-exports them.
+from . import masking as _masking  # noqa: E402
+
+_masking.install(Layer)
+for _passes_masks in (Activation, Dropout, Dense, LayerNormalization, BatchNormalization):
+    _passes_masks.supports_masking = True
+
+from .attention import (Attention, GroupNormalization, MultiHeadAttention,  # noqa: E402
+                        UnitNormalization)
+from .convolution import (AveragePooling1D, AveragePooling2D, Conv1D,  # noqa: E402
+                          Conv2DTranspose, Cropping1D, Cropping2D, DepthwiseConv2D,
+                          GlobalAveragePooling1D, GlobalMaxPooling1D, GlobalMaxPooling2D,
+                          MaxPooling1D, SeparableConv2D, UpSampling1D, UpSampling2D,
+                          ZeroPadding1D, ZeroPadding2D)
+from .preprocessing import (ActivityRegularization, Average, CategoryEncoding, Dot,  # noqa: E402
+                            Embedding, Identity, Masking, Maximum, Minimum, Multiply,
+                            Normalization, Permute, RepeatVector, Rescaling, Subtract)
+from .recurrent import GRU, LSTM, RNN, Bidirectional, SimpleRNN, TimeDistributed  # noqa: E402
+
+from . import attention as _attention, convolution as _convolution  # noqa: E402
+from . import preprocessing as _preprocessing, recurrent as _recurrent  # noqa: E402
+
+__all__ += [n for m in (_attention, _convolution, _preprocessing, _recurrent)
+            for n in m.__all__ if n not in __all__]
+# ---------------------------------------------------------------- end of issue 16's block

@@ -8,32 +8,39 @@ from graphjit.compiler.printer import format_graph
 
 
 class Lowered:
-    def __init__(self, jitted: Any, traced: Any, pipeline: Any, program: Any, executable: Any,
-                 texts: dict[str, str], stats: dict[str, float]):
+    """One compilation's stages: "traced", every pass of compiler/pipeline.py by name (graph
+    passes print the graph, "fuse" the fusion plan, the Program passes the Program), then the
+    backend's ("llvm", "asm", "cuda", "ptx")."""
+
+    def __init__(self, jitted: Any, traced: Any, log: Any, program: Any, executable: Any,
+                 stats: dict[str, float]):
         self.jitted = jitted
         self.traced = traced
-        self.graph = pipeline.graph
-        self.pipeline = pipeline
+        self.log = log
         self.program = program
+        self.graph = program.graph
         self.executable = executable
-        self._texts = texts
         self.stats = stats
 
+    @property
+    def _texts(self) -> Any:
+        # not copied: a backend may make some texts (the assembly) only when first asked for
+        return getattr(self.executable, "texts", {})
+
     def stages(self) -> list[str]:
-        names = [*self.pipeline.stages, "optimized"]
-        if self.program is not None:
-            names.append("program")
-        names.extend(self._texts)
-        return names
+        return [*self.log, "optimized", "program", *self._texts]
 
     def as_text(self, stage: str = "optimized") -> str:
-        """The IR as traced ('traced'), after a pass (its name), 'optimized', 'program',
-        or a backend stage ('llvm', 'asm', 'cuda', 'ptx')."""
+        """The IR as traced ('traced'), after a pass (its name: 'fold_constants' ...
+        'eliminate_dead_code' print the graph, 'fuse' the fusion plan, 'schedule',
+        'split_full_reductions' and 'plan_buffers' the Program), 'optimized' (the graph with
+        each node's kernel), 'program' (the final Program), or a backend stage ('llvm', 'asm',
+        'cuda', 'ptx')."""
         if stage in ("optimized", "optimised", "ir"):
             return self._optimized_text()
-        if stage in self.pipeline.stages:
-            return self.pipeline.stages[stage]
-        if stage == "program" and self.program is not None:
+        if stage in self.log:
+            return self.log[stage]
+        if stage == "program":
             from graphjit.compiler.report import format_program
 
             return format_program(self.program)
@@ -42,8 +49,6 @@ class Lowered:
         raise KeyError(f"no stage {stage!r}; stages are: {', '.join(self.stages())}")
 
     def _optimized_text(self) -> str:
-        if self.program is None:
-            return format_graph(self.graph)
         group_of = {}
         for index, step in enumerate(self.program.steps):
             for node in step.nodes:

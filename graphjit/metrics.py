@@ -1,12 +1,13 @@
 """Metrics: per-sample values in plain NumPy (they trace into the training step), averaged over
 an epoch by the host.
 
-`"accuracy"` resolves from the loss like Keras: sparse labels give sparse categorical accuracy,
-one-hot labels categorical accuracy, binary losses binary accuracy (thresholded at 0 when the
-loss takes logits, at 0.5 for probabilities).
+`"accuracy"` resolves like Keras: from a crossentropy loss (sparse labels give sparse categorical
+accuracy, one-hot labels categorical accuracy, binary losses binary accuracy, thresholded at 0 when
+the loss takes logits, at 0.5 for probabilities), else from the shapes of targets and outputs.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -70,10 +71,20 @@ _ACCURACY_FOR_LOSS: dict[type, Callable[[Any, Any], Any]] = {
 }
 
 
+def accuracy_by_shape(y_true: Any, y_pred: Any) -> Any:
+    """Keras 3's "accuracy" for other losses, from the shapes: binary for a one-unit output,
+    categorical when the targets have the output's shape, sparse otherwise."""
+    if y_pred.shape[-1] == 1:
+        return binary_accuracy(y_true.reshape(y_pred.shape), y_pred)
+    if y_true.ndim == y_pred.ndim and y_true.shape[-1] == y_pred.shape[-1]:
+        return categorical_accuracy(y_true, y_pred)
+    return sparse_categorical_accuracy(y_true, y_pred)
+
+
 def _accuracy_for(loss: losses_module.Loss | None) -> Callable[[Any, Any], Any]:
-    fn = _ACCURACY_FOR_LOSS.get(type(loss), sparse_categorical_accuracy)
+    fn = _ACCURACY_FOR_LOSS.get(type(loss), accuracy_by_shape)
     if fn is binary_accuracy and loss is not None and loss.from_logits:
-        return lambda y_true, y_pred: binary_accuracy(y_true, y_pred, threshold=0.0)
+        return functools.partial(binary_accuracy, threshold=0.0)
     return fn
 
 

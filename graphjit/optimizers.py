@@ -3,12 +3,14 @@
 Being pure NumPy, `update` traces into the compiled training step and also runs eagerly:
 
     opt = optimizers.Adam(1e-3)
-    state = opt.init(params)                       # {"step": int64 0-d, "m": tree, "v": tree}
+    state = opt.init(params)   # {"step": int64 0-d, "learning_rate": float64 0-d, "m": .., "v": ..}
     params, state = opt.update(params, grads, state)
 
 `params` and `grads` are the same nested dicts/lists of arrays; each slot of `state` mirrors them.
-Scalars follow the parameter's dtype (hyper-parameters are weak Python floats and the step count
-is cast), so float32 weights stay float32.
+The learning rate is part of the state (an input of a compiled step, not a constant baked into
+it), so a schedule or `ReduceLROnPlateau` changes it without recompiling. Scalars follow the
+parameter's dtype (the step count and learning rate are cast, the other hyper-parameters are weak
+Python floats), so float32 weights stay float32.
 """
 from __future__ import annotations
 
@@ -38,7 +40,8 @@ class Optimizer:
         self.learning_rate = float(learning_rate)
 
     def init(self, params: Tree) -> dict[str, Tree]:
-        state: dict[str, Tree] = {"step": np.zeros((), np.int64)}
+        state: dict[str, Tree] = {"step": np.zeros((), np.int64),
+                                  "learning_rate": np.asarray(self.learning_rate, np.float64)}
         for slot in self.slots:
             state[slot] = tree_map(np.zeros_like, params)
         return state
@@ -51,24 +54,34 @@ class Optimizer:
                                 f"{len(leaves)} parameters (structures {grad_def} vs {treedef})")
         slot_leaves = {slot: flatten(state[slot])[0] for slot in self.slots}
         step = state["step"] + 1
+        learning_rate = state.get("learning_rate", self.learning_rate)
         new_leaves, new_slots = [], {slot: [] for slot in self.slots}
         for i, (weight, grad) in enumerate(zip(leaves, grad_leaves)):
             slots = {slot: slot_leaves[slot][i] for slot in self.slots}
             t = step.astype(weight.dtype)
-            weight, slots = self.update_leaf(weight, grad.astype(weight.dtype), slots, t)
+            lr = learning_rate.astype(weight.dtype) if hasattr(learning_rate, "astype") \
+                else learning_rate
+            weight, slots = self.update_leaf(weight, grad.astype(weight.dtype), slots, t, lr)
             new_leaves.append(weight)
             for slot in self.slots:
                 new_slots[slot].append(slots[slot])
         new_state = {"step": step}
+        if "learning_rate" in state:
+            new_state["learning_rate"] = state["learning_rate"]
         new_state.update({slot: unflatten(treedef, new_slots[slot]) for slot in self.slots})
         return unflatten(treedef, new_leaves), new_state
 
-    def update_leaf(self, weight: Any, grad: Any, slots: dict[str, Any],
-                    t: Any) -> tuple[Any, dict[str, Any]]:
+    def update_leaf(self, weight: Any, grad: Any, slots: dict[str, Any], t: Any,
+                    lr: Any) -> tuple[Any, dict[str, Any]]:
+        """One weight's update at step `t` with learning rate `lr` (both in its dtype)."""
         raise NotImplementedError
 
     def get_config(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items() if not k.startswith("_") and k != "slots"}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Optimizer:
+        return cls(**config)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
@@ -85,8 +98,7 @@ class SGD(Optimizer):
         self.nesterov = bool(nesterov)
         self.slots = ("momentum",) if self.momentum else ()
 
-    def update_leaf(self, weight, grad, slots, t):
-        lr = self.learning_rate
+    def update_leaf(self, weight, grad, slots, t, lr):
         if not self.momentum:
             return weight - lr * grad, slots
         velocity = self.momentum * slots["momentum"] - lr * grad
@@ -107,12 +119,12 @@ class Adam(Optimizer):
         super().__init__(learning_rate)
         self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
 
-    def update_leaf(self, weight, grad, slots, t):
-        return self._adam(weight, grad, slots, t)
+    def update_leaf(self, weight, grad, slots, t, lr):
+        return self._adam(weight, grad, slots, t, lr)
 
-    def _adam(self, weight, grad, slots, t):
+    def _adam(self, weight, grad, slots, t, lr):
         b1, b2 = self.beta_1, self.beta_2
-        alpha = self.learning_rate * np.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+        alpha = lr * np.sqrt(1 - b2 ** t) / (1 - b1 ** t)
         m = slots["m"] + (grad - slots["m"]) * (1 - b1)
         v = slots["v"] + (np.square(grad) - slots["v"]) * (1 - b2)
         weight = weight - alpha * m / (np.sqrt(v) + self.epsilon)
@@ -127,9 +139,9 @@ class AdamW(Adam):
         super().__init__(learning_rate, beta_1, beta_2, epsilon)
         self.weight_decay = float(weight_decay)
 
-    def update_leaf(self, weight, grad, slots, t):
-        weight = weight - weight * (self.weight_decay * self.learning_rate)
-        return self._adam(weight, grad, slots, t)
+    def update_leaf(self, weight, grad, slots, t, lr):
+        weight = weight - weight * (lr * self.weight_decay)
+        return self._adam(weight, grad, slots, t, lr)
 
 
 class RMSprop(Optimizer):
@@ -143,7 +155,7 @@ class RMSprop(Optimizer):
         self.slots = ("velocity",) + (("average_gradient",) if centered else ()) + (
             ("momentum",) if self.momentum else ())
 
-    def update_leaf(self, weight, grad, slots, t):
+    def update_leaf(self, weight, grad, slots, t, lr):
         rho = self.rho
         velocity = rho * slots["velocity"] + (1 - rho) * np.square(grad)
         new_slots = {"velocity": velocity}
@@ -152,11 +164,24 @@ class RMSprop(Optimizer):
             average = rho * slots["average_gradient"] + (1 - rho) * grad
             new_slots["average_gradient"] = average
             denominator = velocity - np.square(average)
-        increment = self.learning_rate * grad / np.sqrt(denominator + self.epsilon)
+        increment = lr * grad / np.sqrt(denominator + self.epsilon)
         if self.momentum:
             increment = self.momentum * slots["momentum"] + increment
             new_slots["momentum"] = increment
         return weight - increment, new_slots
+
+
+def serialize(optimizer: Optimizer) -> dict[str, Any]:
+    return {"class_name": type(optimizer).__name__, "config": optimizer.get_config()}
+
+
+def deserialize(config: dict[str, Any]) -> Optimizer:
+    classes = {cls.__name__: cls for cls in OPTIMIZERS.values()}
+    name = config.get("class_name")
+    if name not in classes:
+        raise GraphjitError(f"unknown optimizer class {name!r} in a saved model; graphjit has "
+                            f"{sorted(classes)}")
+    return classes[name].from_config(config.get("config", {}))
 
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {

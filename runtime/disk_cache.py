@@ -2,10 +2,18 @@
 
 Entries are keyed by a hash the caller computes (the LLVM module text, the host CPU name and
 features, and the graphjit and llvmlite versions), so a changed compiler or CPU never loads stale
-code. Nothing is ever unpickled: an entry is a fixed header, a SHA-256 of the payload and the raw
-object code. Writes go to a temporary file renamed into place, so concurrent processes see either
-no entry or a whole one. A damaged entry is deleted with a warning and recompiled; a directory
-other users can write to is refused with a warning (they could plant code we would execute).
+code. Nothing is ever unpickled: an entry is a fixed header and the raw object code. The header
+holds the entry's full key, the payload's size and a SHA-256 over key and payload; all three are
+checked on every load, so bytes stored under another key's name (a copied, swapped or planted
+file) are never handed out, let alone executed. Writes go to a temporary file renamed into
+place, so concurrent processes see either no entry or a whole one; temporary files of writers
+that died are removed. Any entry that fails to load (here, or later in the loader: missing
+symbols, unloadable object code) is deleted with one warning naming the cache, and recompiled.
+A directory other users can write to is refused with a warning (they could plant code we would
+execute).
+
+The cache is bounded: at most GRAPHJIT_CACHE_MAX_BYTES (default 256 MiB) of entries; each store
+evicts the least recently used ones beyond that (a hit refreshes an entry's mtime).
 """
 from __future__ import annotations
 
@@ -15,12 +23,18 @@ import stat
 import struct
 import tempfile
 import threading
+import time
 import warnings
 from pathlib import Path
 
-MAGIC = b"GJITOBJ1"
-HEADER = struct.Struct("<8s32sQ")   # magic, sha256(payload), payload length
+from graphjit.compiler.errors import ConfigurationError
+
+MAGIC = b"GJITOBJ2"
+HEADER = struct.Struct("<8s32s32sQ")   # magic, key digest, sha256(key digest + payload), length
 SUFFIX = ".gjo"
+TEMP_PREFIX = ".tmp-"
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+STALE_TEMP_SECONDS = 3600      # a temp file this old belongs to a writer that is long gone
 
 
 def default_directory() -> Path:
@@ -35,13 +49,42 @@ def cache_enabled() -> bool:
     return os.environ.get("GRAPHJIT_CACHE_DIR", "").lower() not in ("off", "none", "0")
 
 
-class DiskCache:
-    """Object code on disk, one file per key."""
+def max_bytes_setting() -> int:
+    """GRAPHJIT_CACHE_MAX_BYTES: a byte count, optionally with a K/M/G suffix (powers of 1024)."""
+    configured = os.environ.get("GRAPHJIT_CACHE_MAX_BYTES", "").strip()
+    if not configured:
+        return DEFAULT_MAX_BYTES
+    scale = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}.get(configured[-1:].upper(), 1)
+    digits = configured[:-1] if scale != 1 else configured
+    try:
+        value = int(float(digits) * scale)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ConfigurationError(
+            f"GRAPHJIT_CACHE_MAX_BYTES={configured!r} is not a byte count: use a number of bytes, "
+            "optionally with K, M or G (e.g. 512M); 0 keeps no entries")
+    return value
 
-    def __init__(self, directory: str | os.PathLike | None = None):
+
+def _key_digest(key: str) -> bytes:
+    try:
+        digest = bytes.fromhex(key)
+    except ValueError:
+        digest = b""
+    return digest if len(digest) == 32 else hashlib.sha256(key.encode()).digest()
+
+
+class DiskCache:
+    """Object code on disk, one file per key, at most `max_bytes` in all."""
+
+    def __init__(self, directory: str | os.PathLike | None = None,
+                 max_bytes: int | None = None):
         self.directory = Path(directory) if directory is not None else default_directory()
+        self.max_bytes = max_bytes if max_bytes is not None else max_bytes_setting()
         self._refusal_warned = False
         self._lock = threading.Lock()
+        self._swept_temps = False
 
     @staticmethod
     def make_key(*parts: str | bytes) -> str:
@@ -76,9 +119,26 @@ class DiskCache:
             return False
         return True
 
+    def _directory_problem(self) -> str:
+        """Why the directory cannot hold the cache ("" when it can, or can be created)."""
+        path = self.directory
+        if path.is_symlink() and not path.exists():
+            return f"is a dangling symbolic link (to {os.readlink(path)})"
+        if path.exists() and not path.is_dir():
+            return "is a file, not a directory"
+        for parent in path.parents:
+            if parent.exists():
+                if not parent.is_dir():
+                    return f"cannot be created: {parent} is a file"
+                break
+        return ""
+
     # ------------------------------------------------------------ entries
     def load(self, key: str) -> bytes | None:
-        """The payload stored under `key`, or None (missing, refused, or damaged: then deleted)."""
+        """The payload stored under `key`, or None (missing, refused, or damaged: then deleted).
+
+        Only a payload whose header names exactly this key, and whose size and checksum match,
+        is returned."""
         if not self._directory_is_safe():
             return None
         path = self.path_of(key)
@@ -87,41 +147,68 @@ class DiskCache:
                 if hasattr(os, "getuid") and os.fstat(handle.fileno()).st_uid != os.getuid():
                     return None
                 blob = handle.read()
-        except FileNotFoundError:
+        except OSError:   # missing, unreadable, or a directory squatting on the name
             return None
-        except OSError:
-            return None
-        payload = self._check(blob)
+        payload, problem = self._check(blob, key)
         if payload is None:
-            warnings.warn(f"graphjit: discarding a damaged disk-cache entry {path.name} "
-                          "(truncated or checksum mismatch); recompiling.", RuntimeWarning,
-                          stacklevel=3)
-            try:
-                path.unlink()
-            except OSError:
-                pass
+            self.discard(key, problem)
+            return None
+        try:
+            os.utime(path)    # least recently used = oldest mtime
+        except OSError:
+            pass
         return payload
 
     @staticmethod
-    def _check(blob: bytes) -> bytes | None:
+    def _check(blob: bytes, key: str) -> tuple[bytes | None, str]:
         if len(blob) < HEADER.size:
-            return None
-        magic, checksum, length = HEADER.unpack_from(blob)
+            return None, "truncated header"
+        magic, stored_key, checksum, length = HEADER.unpack_from(blob)
         payload = blob[HEADER.size:]
-        if magic != MAGIC or length != len(payload):
-            return None
-        if hashlib.sha256(payload).digest() != checksum:
-            return None
-        return payload
+        if magic != MAGIC:
+            return None, "not a graphjit entry or an old format"
+        digest = _key_digest(key)
+        if stored_key != digest:
+            return None, "it holds another key's code"
+        if length != len(payload):
+            return None, f"size mismatch: {len(payload)} bytes, header says {length}"
+        if hashlib.sha256(digest + payload).digest() != checksum:
+            return None, "checksum mismatch"
+        return payload, ""
+
+    def discard(self, key: str, reason: str) -> None:
+        """Delete an entry that failed to load, with one warning naming the cache."""
+        path = self.path_of(key)
+        warnings.warn(f"graphjit: discarding disk-cache entry {path.name} in {self.directory} "
+                      f"({reason}); recompiling.", RuntimeWarning, stacklevel=3)
+        try:
+            path.unlink()
+        except OSError:
+            pass
 
     def store(self, key: str, payload: bytes) -> bool:
-        """Write atomically; never raises (a cache that cannot write is just a slower cache)."""
+        """Write atomically, then evict beyond the byte cap; never raises (a cache that cannot
+        write is just a slower cache)."""
+        if self.max_bytes <= 0:
+            return False
+        problem = self._directory_problem()
+        if problem:
+            if not self._refusal_warned:
+                self._refusal_warned = True
+                warnings.warn(f"graphjit: the disk cache directory {self.directory} (set it with "
+                              f"GRAPHJIT_CACHE_DIR) {problem}; compiled code is not cached. Point "
+                              "GRAPHJIT_CACHE_DIR at a directory, or set it to off.",
+                              RuntimeWarning, stacklevel=3)
+            return False
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             if not self._directory_is_safe():
                 return False
-            header = HEADER.pack(MAGIC, hashlib.sha256(payload).digest(), len(payload))
-            fd, temp = tempfile.mkstemp(prefix=".tmp-", suffix=SUFFIX, dir=self.directory)
+            digest = _key_digest(key)
+            header = HEADER.pack(MAGIC, digest, hashlib.sha256(digest + payload).digest(),
+                                 len(payload))
+            fd, temp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=SUFFIX,
+                                        dir=self.directory)
             try:
                 with os.fdopen(fd, "wb") as handle:
                     handle.write(header)
@@ -135,27 +222,91 @@ class DiskCache:
                 except OSError:
                     pass
                 raise
-            return True
         except OSError as exc:
             warnings.warn(f"graphjit: could not write the disk cache in {self.directory}: {exc}",
                           RuntimeWarning, stacklevel=3)
             return False
+        if not self._swept_temps:
+            self._swept_temps = True
+            self.remove_stale_temps()
+        self.evict(keep=self.path_of(key))
+        return True
 
-    def entries(self) -> list[Path]:
+    # ------------------------------------------------------------ housekeeping
+    def _scan(self) -> list[tuple[Path, os.stat_result]]:
+        found = []
         try:
-            return sorted(p for p in self.directory.iterdir() if p.suffix == SUFFIX
-                          and not p.name.startswith(".tmp-"))
+            with os.scandir(self.directory) as it:
+                for item in it:
+                    if item.name.endswith(SUFFIX) and not item.name.startswith(TEMP_PREFIX):
+                        try:
+                            found.append((Path(item.path), item.stat(follow_symlinks=False)))
+                        except OSError:
+                            pass
         except OSError:
             return []
+        return found
+
+    def evict(self, keep: Path | None = None) -> int:
+        """Delete least recently used entries until the cache fits `max_bytes`."""
+        entries = self._scan()
+        total = sum(info.st_size for _, info in entries)
+        removed = 0
+        if total <= self.max_bytes:
+            return 0
+        for path, info in sorted(entries, key=lambda e: e[1].st_mtime_ns):
+            if total <= self.max_bytes:
+                break
+            if path == keep:
+                continue
+            try:
+                path.unlink()
+            except OSError:
+                continue
+            total -= info.st_size
+            removed += 1
+        return removed
+
+    def stale_temps(self) -> list[Path]:
+        """Temporary files of writers that are gone (dead process, or older than an hour)."""
+        stale = []
+        now = time.time()
+        try:
+            candidates = [p for p in self.directory.iterdir() if p.name.startswith(TEMP_PREFIX)]
+        except OSError:
+            return []
+        for path in candidates:
+            try:
+                age = now - path.stat().st_mtime
+            except OSError:
+                continue
+            if age > STALE_TEMP_SECONDS or not _writer_alive(path.name):
+                stale.append(path)
+        return stale
+
+    def remove_stale_temps(self) -> int:
+        removed = 0
+        for path in self.stale_temps():
+            try:
+                path.unlink()
+                removed += 1
+            except OSError:
+                pass
+        return removed
+
+    def entries(self) -> list[Path]:
+        return sorted(path for path, _ in self._scan())
 
     def info(self) -> dict:
-        entries = self.entries()
+        entries = self._scan()
+        temps = self.stale_temps()
         return {"directory": str(self.directory), "entries": len(entries),
-                "bytes": sum(p.stat().st_size for p in entries if p.exists())}
+                "bytes": sum(info.st_size for _, info in entries), "max_bytes": self.max_bytes,
+                "stale_temp_files": len(temps)}
 
     def clear(self) -> int:
         removed = 0
-        for path in self.entries():
+        for path in self.entries() + self.stale_temps():
             try:
                 path.unlink()
                 removed += 1
@@ -164,16 +315,52 @@ class DiskCache:
         return removed
 
 
+def _writer_alive(temp_name: str) -> bool:
+    """Whether the process that made this temp file (its pid is in the name) still runs."""
+    try:
+        pid = int(temp_name[len(TEMP_PREFIX):].split("-", 1)[0])
+    except ValueError:
+        return False        # no pid in the name: an old writer's file (its age decides too)
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True         # alive, someone else's
+    return True
+
+
 _default: DiskCache | None = None
 _default_lock = threading.Lock()
 
 
+_setting_warnings: set[str] = set()
+
+
+def _configured_max_bytes() -> int:
+    """The byte cap; a bad GRAPHJIT_CACHE_MAX_BYTES warns once and keeps the default (a call
+    must never fail because of a cache setting)."""
+    try:
+        return max_bytes_setting()
+    except ConfigurationError as exc:
+        if str(exc) not in _setting_warnings:
+            _setting_warnings.add(str(exc))
+            warnings.warn(f"graphjit: {exc}; using the default of {DEFAULT_MAX_BYTES} bytes",
+                          RuntimeWarning, stacklevel=4)
+        return DEFAULT_MAX_BYTES
+
+
 def default_cache() -> DiskCache:
-    """The process-wide cache for the current GRAPHJIT_CACHE_DIR (re-read if it changes)."""
+    """The process-wide cache for the current GRAPHJIT_CACHE_DIR and GRAPHJIT_CACHE_MAX_BYTES
+    (re-read if they change)."""
     global _default
+    directory, max_bytes = default_directory(), _configured_max_bytes()
     with _default_lock:
-        if _default is None or _default.directory != default_directory():
-            _default = DiskCache()
+        if (_default is None or _default.directory != directory
+                or _default.max_bytes != max_bytes):
+            _default = DiskCache(directory, max_bytes)
         return _default
 
 

@@ -1,5 +1,8 @@
 """PTX for sm_90 of every CUDA kernel kind, and the "no GPU" error, in a subprocess.
 
+`lower().as_text("ptx")` and `as_text("cuda")` work on a machine with no GPU and no driver; only
+running needs a device (or the simulator), and says so with CUDAUnavailableError.
+
 Numba's simulator (on for the rest of the suite, see conftest.py) replaces `numba.cuda` entirely,
 and it cannot compile PTX, so these checks run in a fresh Python process started without
 NUMBA_ENABLE_CUDASIM. `numba.cuda.compile_ptx` needs NVVM (from the numba-cuda[cu13] extra) but
@@ -75,18 +78,42 @@ SCRIPT = textwrap.dedent("""
     for name, program in programs.items():
         ptx = program_ptx(program, cc=(9, 0))
         result[name] = {{"target": ".target sm_90" in ptx, "entries": ptx.count(".entry"),
-                        "shared": ".shared" in ptx, "length": len(ptx)}}
+                        "shared": ".shared" in ptx, "shuffles": "shfl.sync" in ptx,
+                        "length": len(ptx)}}
+
+    # through gj.jit(...).lower(): the reduction strategies of runtime/cuda/reduce.py, at the
+    # shapes that pick each of them on an H100-sized machine
+    import re
+    import graphjit as gj
+    x = np.ones((8192, 4096), np.float32)
+    lowerings = {{
+        "row_wide_softmax": (lambda a: np.exp(a - a.max(-1, keepdims=True))
+                             / np.exp(a - a.max(-1, keepdims=True)).sum(-1, keepdims=True),
+                             np.ones((256, 4096), np.float32)),
+        "rows_per_block": (lambda a: a.sum(axis=-1), np.ones((4096, 24), np.float32)),
+        "split_full_sum": (lambda a: a.sum(), np.ones((4, 1 << 20), np.float32)),
+        "column_sum": (lambda a: a.sum(axis=0), np.ones((64, 1 << 16), np.float32)),
+        "split_column_sum": (lambda a: a.mean(axis=0), np.ones((1 << 16, 64), np.float32)),
+        "argmax_rows_f64": (lambda a: a.argmax(axis=1), np.ones((512, 300), np.float64)),
+    }}
+    for name, (fn, arg) in lowerings.items():
+        lowered = gj.jit(fn, target="cuda").lower(arg)
+        ptx, source = lowered.as_text("ptx"), lowered.as_text("cuda")
+        result["jit_" + name] = {{
+            "target": ".target sm_90" in ptx, "entries": ptx.count(".entry"),
+            "shuffles": "shfl.sync" in ptx, "kinds": re.findall(r"# (.*) kernel, launch", source),
+        }}
 
     # with no GPU and no simulator, target="cuda" must say how to get one
     from numba import cuda
     if not cuda.is_available():
         from graphjit.runtime.cuda import CUDABackend, CUDAUnavailableError
+        executable = CUDABackend().compile(programs["elementwise_f32"], {{}})
         try:
-            CUDABackend().compile(programs["elementwise_f32"], {{}})
+            executable.run([np.ones((64, 32), np.float32), np.ones(32, np.float32)])
             result["no_gpu_error"] = "no error raised"
         except CUDAUnavailableError as exc:
             result["no_gpu_error"] = str(exc)
-        import graphjit as gj
         try:
             gj.jit(lambda x: x + 1, target="cuda")(np.ones(3, np.float32))
             result["jit_error"] = "no error raised"
@@ -118,8 +145,32 @@ def test_kernel_compiles_to_sm90_ptx(ptx_report, kind):
     report = ptx_report[kind]
     assert report["target"], report
     assert report["entries"] == 1, report      # one kernel: the epilogue / consumers are fused
-    if not kind.startswith("elementwise"):
-        assert report["shared"], report        # tree reductions and tiles use shared memory
+    if kind.startswith("matmul"):
+        assert report["shared"], report        # tiles in shared memory
+    elif not kind.startswith("elementwise"):
+        assert report["shuffles"], report      # reductions combine lanes by warp shuffles
+
+
+JIT_KINDS = {
+    "row_wide_softmax": ["row reduction"],
+    "rows_per_block": ["row reduction, several rows per block"],
+    "split_full_sum": ["split row reduction (partials)", "row reduction"],
+    "column_sum": ["column reduction"],
+    "split_column_sum": ["split column reduction (partials)", "column reduction"],
+    "argmax_rows_f64": ["row reduction, several rows per block"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(JIT_KINDS))
+def test_lowered_reductions_compile_to_sm90_ptx_without_a_gpu(ptx_report, name):
+    report = ptx_report["jit_" + name]
+    assert report["target"], report
+    expected = JIT_KINDS[name]
+    assert len(report["kinds"]) >= len(expected), report
+    assert all(kind.startswith(wanted) for kind, wanted in zip(report["kinds"], expected)), report
+    assert report["entries"] == len(report["kinds"]), report
+    if "row" in JIT_KINDS[name][0]:
+        assert report["shuffles"], report        # warp shuffles, not shared-memory tree steps
 
 
 def test_no_gpu_error_names_both_ways_on(ptx_report):

@@ -41,7 +41,7 @@ def check(scale):
 
 def parent_warm_up():
     check(1.0)
-    from graphjit.runtime.threads import default_pool
+    from graphjit.runtime.cpu.threads import default_pool
     assert default_pool().size == 4
 '''
 

@@ -114,7 +114,7 @@ def test_adam_any_shape_and_hyperparameters(shape, lr, b1, b2):
 def test_state_mirrors_params_and_starts_at_zero():
     params = {"a": np.ones((2, 3)), "b": [np.ones(4)]}
     state = optimizers.Adam().init(params)
-    assert set(state) == {"step", "m", "v"}
+    assert set(state) == {"step", "learning_rate", "m", "v"}
     assert state["m"]["a"].shape == (2, 3) and state["v"]["b"][0].shape == (4,)
     assert not state["m"]["a"].any() and int(state["step"]) == 0
 

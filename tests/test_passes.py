@@ -12,7 +12,7 @@ from graphjit.compiler.ops import Op
 from graphjit.compiler.passes import (
     eliminate_common_subexpressions, eliminate_dead_code, fold_constants, simplify,
 )
-from graphjit.compiler.pipeline import PIPELINE, run_pipeline
+from graphjit.compiler.pipeline import GRAPH_PASSES, PROGRAM_PASSES, lower_to_program, optimize
 from graphjit.compiler.verify import verify
 from graphjit.frontend.trace import leaf_spec, trace
 
@@ -151,7 +151,8 @@ def make_program(steps, n_inputs):
     return fn
 
 
-PASS_SUBSETS = [None] + [[p for p in PIPELINE if p[0] != skipped] for skipped, _ in PIPELINE]
+PASS_SUBSETS = [None] + [[p for p in GRAPH_PASSES if p[0] != skipped]
+                         for skipped, _ in GRAPH_PASSES]
 
 
 @settings(max_examples=20, deadline=None)
@@ -167,8 +168,8 @@ def test_random_graphs_match_numpy_with_and_without_each_pass(steps, shapes, dty
         want = fn(*args)
     tol = 1e-4 if dtype == np.float32 else 1e-10
     for passes in PASS_SUBSETS:
-        graph = run_pipeline(traced_graph(fn, *args), passes=passes, check=True).graph
-        executable, _, _ = backends.compile(graph, "cpu", {})
+        graph = optimize(traced_graph(fn, *args), passes=passes, check=True)
+        executable = backends.compile(lower_to_program(graph, check=True), "cpu", {})
         got = executable.run(list(args))
         for g, w in zip(got, want):
             assert g.shape == np.shape(w) and g.dtype == np.asarray(w).dtype
@@ -178,7 +179,11 @@ def test_random_graphs_match_numpy_with_and_without_each_pass(steps, shapes, dty
 def test_pipeline_records_every_stage():
     f = gj.jit(lambda x: np.exp(x) * 1.0 + np.exp(x))
     lowered = f.lower(np.ones(3))
-    for name, _ in PIPELINE:
+    for name, _ in GRAPH_PASSES:
         assert name in lowered.stages()
         assert lowered.as_text(name).startswith("graph ")
+    for name, _ in PROGRAM_PASSES:
+        assert name in lowered.stages()
+    assert lowered.as_text("fuse").startswith("fusion plan ")
+    assert lowered.as_text("plan_buffers").startswith("program ")
     assert "traced" in lowered.stages()

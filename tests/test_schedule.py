@@ -14,13 +14,11 @@ from hypothesis import strategies as st
 import graphjit as gj
 from graphjit.compiler.interpret import interpret
 from graphjit.compiler.ir import Graph
-from graphjit.compiler.kernel import (
-    BufferKind, HostKernel, Level, LoopKernel, MatmulKernel, Operand,
-)
-from graphjit.compiler.ops import REDUCTIONS, Op
-from graphjit.compiler.passes.fuse import fuse
+from graphjit.compiler.kernel import BufferKind, HostKernel, LoopKernel, MatmulKernel
+from graphjit.compiler.ops import Op
 from graphjit.compiler.program_interpreter import run_program
-from graphjit.compiler.schedule import build_program, lifetimes
+from graphjit.compiler.schedule import build_program
+from graphjit.compiler.verify_program import verify_program
 from workloads import chain, gelu, layernorm, mlp, scale_shift, softmax, sumsq, train_step
 
 RNG = np.random.default_rng(1234)
@@ -54,57 +52,7 @@ def check_program(graph: Graph, args) -> None:
     assert len(actual) == len(expected)
     for e, a in zip(expected, actual):
         assert_same(e, a)
-    check_buffers(program)
-    for step in program.steps:
-        kernel = step.epilogue if isinstance(step, MatmulKernel) else step
-        if isinstance(kernel, LoopKernel):
-            check_loop_kernel(kernel)
-
-
-def check_loop_kernel(kernel: LoopKernel) -> None:
-    """The guarantees compiler/kernel.py promises backends."""
-    full, outer = Level.FULL, Level.OUTER
-    if not kernel.reduce_axes:
-        assert all(i.level is full for i in kernel.instrs)
-    for index, instr in enumerate(kernel.instrs):
-        assert all(a < index for a in instr.args), "not in topological order"
-        if instr.level is outer and instr.op not in REDUCTIONS:
-            assert all(kernel.instrs[a].level is outer for a in instr.args)
-        if instr.op in REDUCTIONS:
-            assert kernel.instrs[instr.args[0]].level is full
-            assert instr.level is (outer if kernel.reduce_axes else full)
-        if instr.op is Operand.LOAD:
-            check_strides(kernel, instr.attrs["access"].strides)
-    loads = [(i.attrs["access"], i.dtype, i.level) for i in kernel.instrs if i.op is Operand.LOAD]
-    assert len(loads) == len(set(loads)), "duplicate loads"
-    for store in kernel.stores:
-        check_strides(kernel, store.access.strides)
-        varies = any(store.access.strides[d] for d in kernel.reduce_axes)
-        assert (kernel.instrs[store.instr].level is full) == varies or not kernel.reduce_axes
-
-
-def check_strides(kernel: LoopKernel, strides: tuple[int, ...]) -> None:
-    assert len(strides) == len(kernel.loop_shape)
-    assert all(s == 0 for s, e in zip(strides, kernel.loop_shape) if e == 1)
-
-
-def check_buffers(program) -> None:
-    outputs = program.outputs
-    assert len(set(outputs)) == len(outputs), "outputs alias each other"
-    for index in outputs:
-        assert program.buffers[index].kind is BufferKind.OUTPUT
-    params = [b for b in program.buffers if b.kind is BufferKind.PARAM]
-    assert [b.param_index for b in params] == list(range(len(program.graph.params)))
-    spans = lifetimes(program)
-    by_slot: dict[int, list[tuple[int, int]]] = {}
-    for buffer_index, span in spans.items():
-        slot = program.buffers[buffer_index].slot
-        assert slot is not None
-        by_slot.setdefault(slot, []).append(span)
-    for slot_spans in by_slot.values():
-        slot_spans.sort()
-        for (_, end), (start, _) in zip(slot_spans, slot_spans[1:]):
-            assert end < start, "two buffers of one slot are live at once"
+    verify_program(program)   # the guarantees compiler/kernel.py promises backends
 
 
 def check_fn(fn, *args) -> None:
@@ -353,7 +301,7 @@ def random_graphs(draw):
 @given(random_graphs())
 def test_random_graphs(case):
     graph, args = case
-    check_program(fuse(graph), args)
+    check_program(graph, args)
 
 
 def test_views_are_folded_over_the_final_roots():
@@ -367,7 +315,7 @@ def test_views_are_folded_over_the_final_roots():
                                                                    (None, None, 1))})
     flat = graph.add(Op.RESHAPE, (transposed,), {"shape_to": (4,)})
     graph.outputs = [reversed_rows, graph.add(Op.EXP, (flat,))]
-    check_program(fuse(graph), (np.arange(8, dtype=np.float32).reshape(2, 4),))
+    check_program(graph, (np.arange(8, dtype=np.float32).reshape(2, 4),))
 
 
 # ---------------------------------------------------------------- splitting full reductions

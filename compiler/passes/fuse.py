@@ -283,6 +283,7 @@ class FusionPlan:
     groups: list[Group]
     analysis: ViewAnalysis
     notes: dict[int, list[str]]        # node -> why it was not fused with a producer
+    graph: Graph | None = None         # the graph grouped (the scheduler lowers it)
 
     def group_of(self) -> dict[int, int]:
         return {m: g.id for g in self.groups for m in g.members}
@@ -471,7 +472,7 @@ def plan_fusion(graph: Graph) -> FusionPlan:
         if node.op in SOURCES or analysis.is_folded(graph, node_id):
             continue
         grouper.place(node_id)
-    return FusionPlan(grouper.ordered(), analysis, grouper.notes)
+    return FusionPlan(grouper.ordered(), analysis, grouper.notes, graph)
 
 
 def plan_from_meta(graph: Graph) -> FusionPlan | None:

@@ -198,7 +198,7 @@ def _symbol(text: str) -> str:
 # ---------------------------------------------------------------- the backend
 
 class CPUBackend:
-    """`CPUBackend().compile(program, stats) -> Executable`."""
+    """`CPUBackend().compile(program, stats=None) -> Executable` (graphjit/backends.py: Backend)."""
 
     name = "cpu"
 
@@ -212,7 +212,8 @@ class CPUBackend:
     def pool(self) -> ThreadPool:
         return self._pool if self._pool is not None else default_pool()
 
-    def compile(self, program: Program, stats: dict[str, float]) -> Executable:
+    def compile(self, program: Program, stats: dict[str, float] | None = None) -> Executable:
+        stats = {} if stats is None else stats
         start = time.perf_counter()
         rendered = self._render_all(program)
         stats["render"] = stats.get("render", 0.0) + time.perf_counter() - start
@@ -222,7 +223,8 @@ class CPUBackend:
         sources = [r.llvm_ir for r in _unique(rendered.values())]
         sources.append(llvm.segments_ir(segments))
         _register_blas()
-        library = self._native_library(sources, stats)
+        symbols = [r.name for r in _unique(rendered.values())] + [s.name for s in segments]
+        library = self._native_library(sources, stats, symbols)
         try:
             return self._executable(program, items, library, bind_natively)
         except GraphjitError:
@@ -255,11 +257,12 @@ class CPUBackend:
             rendered[id(kernel)] = result
         return rendered
 
-    def _native_library(self, sources: list[str], stats: dict[str, float]) -> llvm.NativeLibrary:
+    def _native_library(self, sources: list[str], stats: dict[str, float],
+                        symbols: Sequence[str] = ()) -> llvm.NativeLibrary:
         """Object code from the cache when it has this key (no LLVM at all), else compiled."""
         key = _cache_key(sources) if self.cache is not None else None
         if key is not None:
-            library = self._cached_library(key, sources, stats)
+            library = self._cached_library(key, sources, stats, symbols)
             if library is not None:
                 return library
         start = time.perf_counter()
@@ -269,18 +272,22 @@ class CPUBackend:
             self.cache.store(key, library.object_code)
         return library
 
-    def _cached_library(self, key: str, sources: list[str], stats: dict[str, float]
-                        ) -> llvm.NativeLibrary | None:
+    def _cached_library(self, key: str, sources: list[str], stats: dict[str, float],
+                        symbols: Sequence[str]) -> llvm.NativeLibrary | None:
         start = time.perf_counter()
         payload = self.cache.load(key)
         if payload is None:
             return None
         try:
-            library = llvm.load_object(payload, llvm.ModuleTexts(sources=sources))
+            library = llvm.load_object(payload, llvm.ModuleTexts(sources=sources), symbols)
         except CompileError as exc:
-            # checksummed, so not damaged on disk: made by an incompatible build; replace it
-            warnings.warn(f"graphjit: a disk-cache entry could not be loaded ({exc}); "
-                          "recompiling.", RuntimeWarning, stacklevel=2)
+            # its key matched, so it was made by an incompatible build: delete it and recompile
+            discard = getattr(self.cache, "discard", None)
+            if discard is not None:
+                discard(key, str(exc))
+            else:
+                warnings.warn(f"graphjit: a disk-cache entry could not be loaded ({exc}); "
+                              "recompiling.", RuntimeWarning, stacklevel=2)
             return None
         stats["load"] = time.perf_counter() - start
         return library

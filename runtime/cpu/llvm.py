@@ -15,7 +15,7 @@ import ctypes
 import functools
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import llvmlite
@@ -241,8 +241,10 @@ def compile_ir(texts: list[str], name: str = "graphjit") -> NativeLibrary:
     return load_object(object_code, module_texts)
 
 
-def load_object(object_code: bytes, texts: Mapping[str, str] | None = None) -> NativeLibrary:
-    """Relocate object code into a fresh MCJIT engine (no LLVM optimisation runs)."""
+def load_object(object_code: bytes, texts: Mapping[str, str] | None = None,
+                required: Sequence[str] = ()) -> NativeLibrary:
+    """Relocate object code into a fresh MCJIT engine (no LLVM optimisation runs); a CompileError
+    if it cannot be loaded or lacks one of the `required` symbols."""
     host = _host_target()
     with _LLVM_LOCK:
         try:
@@ -255,6 +257,10 @@ def load_object(object_code: bytes, texts: Mapping[str, str] | None = None) -> N
             engine.finalize_object()
         except RuntimeError as exc:
             raise CompileError(f"could not load compiled object code: {exc}") from None
+        missing = [name for name in required if not engine.get_function_address(name)]
+    if missing:
+        raise CompileError(f"symbol {missing[0]!r} is missing from the object code"
+                           + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
     return NativeLibrary(engine, object_code, texts if texts is not None else {})
 
 

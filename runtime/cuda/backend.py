@@ -10,27 +10,29 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from graphjit.compiler.errors import CompileError, GraphjitError
 from graphjit.compiler.kernel import (
-    BufferKind, HostKernel, LoopKernel, MatmulKernel, Program, Kernel,
+    BufferKind, HostKernel, Kernel, LoopKernel, MatmulKernel, Program,
 )
 
-from .device import DeviceInfo, device_info, numba_cuda
-from .executable import CUDAExecutable, HostStep, KernelLaunch
+from .device import CUDAUnavailableError, device_info, numba_cuda, simulator_enabled
+from .executable import CUDAExecutable, DevicelessExecutable, HostStep, KernelLaunch
 from .launch import DEFAULT_SM_COUNT
+from .reduce import ScratchAllocator, render_reduction
 from .render import (
     RenderedKernel, epilogue_fusible, module_header, render_elementwise, render_matmul,
-    render_reduction, same_walk,
+    same_walk,
 )
 
 SIMULATOR_PTX_NOTE = (
     "// PTX is not available in Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1): the kernels run\n"
-    "// as Python. Run on a GPU, or call graphjit.runtime.cuda.program_ptx(program, cc=(9, 0))\n"
+    "// as Python. Run on a GPU, or call gj.jit(f, target='cuda').lower(*args).as_text('ptx')\n"
     "// in a process without NUMBA_ENABLE_CUDASIM (needs numba-cuda's NVVM, not a GPU).\n"
 )
+DEFAULT_CC = (9, 0)      # PTX target when there is no device to ask (an H100 / H200)
 
 
 class KernelCache:
@@ -90,16 +92,25 @@ def _summary(exc: BaseException, lines: int = 6) -> str:
 # ---------------------------------------------------------------- rendering a Program
 
 def render_step(step: Kernel, program: Program, position: int, simulator: bool,
-                sm_count: int = DEFAULT_SM_COUNT) -> list[RenderedKernel | HostKernel]:
-    """The kernels one Program step becomes (a matmul whose epilogue cannot fuse: two)."""
-    buffers = program.buffers
+                sm_count: int = DEFAULT_SM_COUNT, scratch: ScratchAllocator | None = None
+                ) -> list[RenderedKernel | HostKernel]:
+    """The kernels one Program step becomes (a matmul whose epilogue cannot fuse: two; a
+    reduction split over many blocks: two)."""
+    if scratch is None:
+        scratch = ScratchAllocator(len(program.buffers), [])
+    buffers = [*program.buffers, *scratch.buffers]
     if isinstance(step, HostKernel):
         return [step]
     if isinstance(step, LoopKernel):
+        if step.reduce_axes:
+            outer = math.prod(n for d, n in enumerate(step.loop_shape)
+                              if d not in step.reduce_axes)
+            if outer == 0:
+                return []
+            return render_reduction(step, buffers, simulator, sm_count, scratch)
         if math.prod(step.loop_shape) == 0:
             return []
-        render = render_reduction if step.reduce_axes else render_elementwise
-        return [render(step, buffers, simulator, sm_count)]
+        return [render_elementwise(step, buffers, simulator, sm_count)]
     if isinstance(step, MatmulKernel):
         if step.m * step.n * math.prod(step.batch) == 0:
             return []
@@ -109,7 +120,7 @@ def render_step(step: Kernel, program: Program, position: int, simulator: bool,
         plain = MatmulKernel(step.name, step.a, step.b, step.out, step.batch, step.m, step.n,
                              step.k, step.dtype, None, step.nodes)
         return [render_matmul(plain, buffers, simulator, True),
-                *render_step(step.epilogue, program, position, simulator, sm_count)]
+                *render_step(step.epilogue, program, position, simulator, sm_count, scratch)]
     raise CompileError(f"the CUDA backend does not know the step {type(step).__name__}")
 
 
@@ -137,12 +148,15 @@ def _reads(step: Kernel) -> set[int]:
     return set(step.inputs)
 
 
-def render_program(program: Program, simulator: bool, sm_count: int = DEFAULT_SM_COUNT
-                   ) -> list[RenderedKernel | HostKernel]:
+def render_program(program: Program, simulator: bool, sm_count: int = DEFAULT_SM_COUNT,
+                   scratch: ScratchAllocator | None = None) -> list[RenderedKernel | HostKernel]:
+    """Every kernel of the program, in order; backend scratch buffers go into `scratch`."""
+    if scratch is None:
+        scratch = ScratchAllocator(len(program.buffers), [])
     rendered: list[RenderedKernel | HostKernel] = []
     for position, step in enumerate(program.steps):
         try:
-            rendered.extend(render_step(step, program, position, simulator, sm_count))
+            rendered.extend(render_step(step, program, position, simulator, sm_count, scratch))
         except GraphjitError:
             raise
         except Exception as exc:
@@ -167,12 +181,18 @@ def cuda_text(rendered: Sequence[RenderedKernel | HostKernel], simulator: bool) 
     return "\n\n".join(parts)
 
 
-def program_ptx(program: Program, cc: tuple[int, int] = (9, 0)) -> str:
-    """PTX of every kernel of `program` for compute capability `cc` (no GPU needed; not
-    available in the simulator)."""
+def program_ptx(program: Program, cc: tuple[int, int] = DEFAULT_CC) -> str:
+    """PTX of every kernel of `program` for compute capability `cc` (no GPU or driver needed,
+    only numba-cuda's NVVM; not available in the simulator)."""
+    return kernels_ptx(render_program(program, simulator=False), cc)
+
+
+def kernels_ptx(rendered: Sequence[RenderedKernel | HostKernel], cc: tuple[int, int]) -> str:
+    if simulator_enabled():
+        return SIMULATOR_PTX_NOTE
     cuda = numba_cuda()
     texts = []
-    for item in render_program(program, simulator=False):
+    for item in rendered:
         if isinstance(item, HostKernel):
             continue
         try:
@@ -184,6 +204,33 @@ def program_ptx(program: Program, cc: tuple[int, int] = (9, 0)) -> str:
     return "\n".join(texts)
 
 
+class CUDATexts(Mapping):
+    """The texts `lower().as_text` shows: "cuda" (the kernel source) and "ptx", compiled from
+    that source on first request (NVVM takes about a second per kernel)."""
+
+    def __init__(self, rendered: Sequence[RenderedKernel | HostKernel], simulator: bool,
+                 cc: tuple[int, int]):
+        self._rendered = list(rendered)
+        self._simulator = simulator
+        self._cc = cc
+        self._texts: dict[str, str] = {"cuda": cuda_text(rendered, simulator)}
+        self._lock = threading.Lock()
+
+    def __getitem__(self, key: str) -> str:
+        if key == "ptx":
+            with self._lock:
+                if "ptx" not in self._texts:
+                    self._texts["ptx"] = (SIMULATOR_PTX_NOTE if self._simulator
+                                          else kernels_ptx(self._rendered, self._cc))
+        return self._texts[key]
+
+    def __iter__(self):
+        return iter(("cuda", "ptx"))
+
+    def __len__(self) -> int:
+        return 2
+
+
 # ---------------------------------------------------------------- the backend
 
 class CUDABackend:
@@ -192,10 +239,21 @@ class CUDABackend:
     def __init__(self, cache: KernelCache | None = None):
         self.cache = cache or KERNEL_CACHE
 
-    def compile(self, program: Program, stats: dict) -> CUDAExecutable:
-        info = device_info()     # raises CUDAUnavailableError with the ways to get a device
+    def compile(self, program: Program,
+                stats: dict | None = None) -> CUDAExecutable | DevicelessExecutable:
+        """Kernels for the device (or the simulator). Without either, the kernels are still
+        rendered and their PTX can be read, but the executable refuses to run."""
+        stats = {} if stats is None else stats
+        try:
+            info = device_info()
+        except CUDAUnavailableError as error:
+            if simulator_enabled() or "cannot be imported" in str(error):
+                raise
+            rendered = render_program(program, simulator=False)
+            return DevicelessExecutable(CUDATexts(rendered, False, DEFAULT_CC), error)
         start = time.perf_counter()
-        rendered = render_program(program, info.simulator, info.sm_count)
+        scratch = ScratchAllocator(len(program.buffers), [])
+        rendered = render_program(program, info.simulator, info.sm_count, scratch)
         stats["cuda:render"] = time.perf_counter() - start
         start = time.perf_counter()
         steps = []
@@ -209,23 +267,5 @@ class CUDABackend:
             configured = kernel[item.launch.grid, item.launch.block]
             steps.append(KernelLaunch(item.name, configured, item.buffers, info.simulator))
         stats["cuda:compile"] = time.perf_counter() - start
-        texts = {"cuda": cuda_text(rendered, info.simulator),
-                 "ptx": self._ptx(rendered, info)}
-        return CUDAExecutable(program, steps, texts)
-
-    def _ptx(self, rendered: Sequence[RenderedKernel | HostKernel], info: DeviceInfo) -> str:
-        if info.simulator:
-            return SIMULATOR_PTX_NOTE
-        texts = []
-        for item in rendered:
-            if isinstance(item, HostKernel):
-                continue
-            kernel = self.cache.get(item, info.simulator)
-            try:
-                asm = kernel.inspect_asm()
-            except Exception as exc:   # inspection must never break a compilation
-                asm = f"// PTX unavailable: {type(exc).__name__}: {exc}"
-            if isinstance(asm, dict):
-                asm = "\n".join(asm.values())
-            texts.append(f"// ---- {item.name} ({item.kind})\n{asm}")
-        return "\n".join(texts)
+        texts = CUDATexts(rendered, info.simulator, info.compute_capability)
+        return CUDAExecutable(program, steps, texts, scratch.buffers)

@@ -6,6 +6,8 @@ the simulator, compiling for target="cuda" raises `CUDAUnavailableError` saying 
 """
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,4 +87,92 @@ def as_numba_device_array(value: Any) -> Any:
     cuda = numba_cuda()
     if hasattr(value, "copy_to_host"):    # already a Numba (or simulator) device array
         return value
-    return cuda.as_cuda_array(value)
+    try:
+        return cuda.as_cuda_array(value)
+    except Exception as exc:
+        raise GraphjitError(f"the device argument of type {type(value).__name__} cannot be "
+                            f"used by Numba ({type(exc).__name__}: {exc}); pass a Numba, CuPy "
+                            "or torch.cuda array on the current device") from None
+
+
+# ---------------------------------------------------------------- device inputs and results
+
+SIMULATOR_LAUNCH_LOCK = threading.RLock()
+_COPY_KERNELS: dict[int, Any] = {}
+_COPY_LOCK = threading.Lock()
+
+
+def _copy_kernel(ndim: int) -> Any:
+    """A grid-stride gather of an `ndim`-d strided device array into a flat contiguous one
+    (compiled lazily, once per rank, for whatever dtypes and layouts it is called with)."""
+    with _COPY_LOCK:
+        kernel = _COPY_KERNELS.get(ndim)
+        if kernel is None:
+            lines = ["def strided_copy(src, dst):",
+                     "    for flat in range(cuda.grid(1), dst.size, cuda.gridsize(1)):",
+                     "        rest = flat"]
+            for d in reversed(range(1, ndim)):
+                lines += [f"        i{d} = rest % src.shape[{d}]", f"        rest //= src.shape[{d}]"]
+            lines.append("        i0 = rest")
+            index = ", ".join(f"i{d}" for d in range(ndim))
+            lines.append(f"        dst[flat] = src[{index}]")
+            cuda = numba_cuda()
+            namespace: dict[str, Any] = {"cuda": cuda}
+            exec("\n".join(lines), namespace)
+            kernel = _COPY_KERNELS[ndim] = cuda.jit(namespace["strided_copy"])
+    return kernel
+
+
+def contiguous_device_copy(array: Any) -> Any:
+    """A C-contiguous device copy of a strided device array, made on the device."""
+    cuda = numba_cuda()
+    shape = tuple(array.shape)
+    size = 1
+    for extent in shape:
+        size *= extent
+    out = cuda.device_array(max(size, 1), np.dtype(array.dtype))[:size]
+    if size:
+        threads = 8 if simulator_enabled() else 256
+        blocks = 2 if simulator_enabled() else min(-(-size // threads), 4096)
+        kernel = _copy_kernel(len(shape))[blocks, threads]
+        if simulator_enabled():
+            with SIMULATOR_LAUNCH_LOCK:
+                kernel(array, out)
+        else:
+            kernel(array, out)
+    return out.reshape(shape)
+
+
+def _to_cupy(array: Any) -> Any:
+    import cupy
+
+    return cupy.asarray(array)          # zero-copy through __cuda_array_interface__
+
+
+def _to_torch(array: Any) -> Any:
+    import torch
+
+    return torch.as_tensor(array, device="cuda")   # zero-copy through __cuda_array_interface__
+
+
+# the library a device array comes from -> how to hand a Numba device array back in its kind
+RESULT_KINDS: dict[str, Callable[[Any], Any]] = {"cupy": _to_cupy, "torch": _to_torch}
+
+
+def result_converter(example: Any) -> Callable[[Any], Any]:
+    """How results go back to a caller who passed `example`: device arrays of the same library
+    (CuPy, torch); Numba device arrays for Numba's own and any other __cuda_array_interface__."""
+    library = type(example).__module__.split(".")[0]
+    return RESULT_KINDS.get(library, _identity)
+
+
+def _identity(array: Any) -> Any:
+    return array
+
+
+def device_dtype(value: Any) -> np.dtype:
+    """The NumPy dtype of a device array (torch dtypes are not NumPy dtypes: read the typestr)."""
+    interface = getattr(value, "__cuda_array_interface__", None)
+    if interface is not None:
+        return np.dtype(interface["typestr"])
+    return np.dtype(value.dtype)

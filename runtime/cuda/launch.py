@@ -1,10 +1,14 @@
 """Launch configurations, chosen from the shape at compile time (shapes are static per Program).
 
 On a GPU: 256-thread blocks for elementwise grid-stride loops with enough blocks to fill every SM
-a few times; reductions take one block per outer point, sized to the row (a single warp for short
-rows, up to 1024 threads when few long rows must share the machine); matmuls use 64x64 output
-tiles, 4x4 outputs per thread. In Numba's simulator every CUDA thread is a Python thread, so the
-same kernels run with tiny blocks and tiles (the code paths are the same, only the sizes differ).
+a few times. Row reductions give each row a group of threads sized to the row (a power of two; up
+to 1024 threads when few long rows must share the machine), several short rows to one block, and
+split long rows over several blocks when there are too few rows to fill the machine (a partial
+pass, then a final pass over the partials). Column reductions give each thread one output point
+(consecutive threads read consecutive addresses), and split the reduced extent over blocks when
+there are too few points. Matmuls use 64x64 output tiles, 4x4 outputs per thread. In Numba's
+simulator every CUDA thread is a Python thread, so the same kernels run with tiny blocks, warps
+and tiles (the code paths are the same, only the sizes differ).
 """
 from __future__ import annotations
 
@@ -15,6 +19,9 @@ import numpy as np
 DEFAULT_SM_COUNT = 132   # an H100; replaced by the device's count when there is one
 BLOCKS_PER_SM = 8
 ITEMS_PER_THREAD = 4     # a reduction thread folds about this many elements before the tree
+GPU_WARP = 32
+SIMULATED_WARP = 4       # a simulated block of 8 threads is two warps
+SPLIT_ITEMS = 4096       # elements each block of a split row folds, at least (GPU)
 
 
 @dataclass(frozen=True)
@@ -57,20 +64,69 @@ def elementwise_launch(total: int, simulator: bool, sm_count: int = DEFAULT_SM_C
     return Launch((blocks,), (threads,))
 
 
-def reduction_block(n_reduce: int, n_outer: int, simulator: bool) -> int:
-    """Threads per block (a power of two, for the tree) for rows of n_reduce elements."""
+def warp_size(simulator: bool) -> int:
+    return SIMULATED_WARP if simulator else GPU_WARP
+
+
+@dataclass(frozen=True)
+class RowPlan:
+    """A row reduction: `group` threads per row (a power of two), `rows` rows per block, each row
+    split into `parts` slices folded by different blocks (1: no split)."""
+    group: int
+    rows: int
+    parts: int
+    launch: Launch
+
+    @property
+    def block(self) -> int:
+        return self.group * self.rows
+
+
+def row_plan(n_reduce: int, n_outer: int, simulator: bool, splittable: bool,
+             sm_count: int = DEFAULT_SM_COUNT) -> RowPlan:
     if simulator:
-        return min(8, _pow2_at_least(max(1, n_reduce)))
-    largest = 1024 if n_outer < 64 else 512
-    wanted = _pow2_at_least(max(1, _ceil_div(n_reduce, ITEMS_PER_THREAD)))
-    return max(32, min(largest, wanted))
+        group = min(8, _pow2_at_least(max(1, n_reduce)))
+        parts = 2 if splittable and n_reduce >= 6 and n_outer <= 2 else 1
+        block = 8
+        cap = 2
+    else:
+        largest = 1024 if n_outer < 64 else 512
+        group = min(largest, _pow2_at_least(max(1, _ceil_div(n_reduce, ITEMS_PER_THREAD))))
+        block = max(256, group)
+        parts = 1
+        if splittable and n_outer < 2 * sm_count and n_reduce >= 2 * SPLIT_ITEMS:
+            parts = max(1, min(_ceil_div(4 * sm_count, n_outer), n_reduce // SPLIT_ITEMS))
+            group = min(group, 1024)
+        cap = 65535
+    rows = max(1, block // group)
+    units = n_outer * parts
+    return RowPlan(group, rows, parts, Launch((max(1, min(_ceil_div(units, rows), cap)),),
+                                              (group * rows,)))
 
 
-def reduction_launch(n_reduce: int, n_outer: int, simulator: bool,
-                     sm_count: int = DEFAULT_SM_COUNT) -> Launch:
-    block = reduction_block(n_reduce, n_outer, simulator)
-    cap = 2 if simulator else 65535
-    return Launch((max(1, min(n_outer, cap)),), (block,))
+@dataclass(frozen=True)
+class ColumnPlan:
+    """A column reduction: one thread per output point, the reduced extent split into `parts`
+    slices folded by different threads (1: no split)."""
+    parts: int
+    launch: Launch
+
+
+def column_plan(n_reduce: int, n_outer: int, simulator: bool, splittable: bool,
+                sm_count: int = DEFAULT_SM_COUNT) -> ColumnPlan:
+    if simulator:
+        parts = 2 if splittable and n_reduce >= 4 else 1
+        threads = 8
+        cap = 2
+    else:
+        threads = 256
+        parts = 1
+        wanted = 4 * sm_count * threads      # threads that keep every SM busy
+        if splittable and n_outer * 4 < wanted and n_reduce >= 64:
+            parts = max(1, min(_ceil_div(wanted, n_outer), n_reduce // 32))
+        cap = sm_count * BLOCKS_PER_SM * 4
+    units = n_outer * parts
+    return ColumnPlan(parts, Launch((max(1, min(_ceil_div(units, threads), cap)),), (threads,)))
 
 
 def matmul_tiling(dtype: np.dtype, simulator: bool) -> MatmulTiling:

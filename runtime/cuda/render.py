@@ -9,11 +9,8 @@ divisions into multiplications.
 Kernel kinds (the Program's fused groups are taken as they are; nothing is re-fused here):
 - elementwise LoopKernel: a grid-stride loop over the flattened loop space, with the dimensions
   that every access walks contiguously collapsed into one; broadcasting is a zero stride.
-- reduction LoopKernel: one block per outer point. Reductions are grouped into phases (a phase
-  holds the reductions whose operands need only earlier phases' results, so layernorm's mean and
-  softmax's max come first); each phase is one pass of the block's threads over the row, folding
-  the fused FULL producers, then a shared-memory tree; OUTER consumers follow, and a last pass
-  writes the FULL stores (softmax = one kernel that reads its row three times from cache).
+- reduction LoopKernel: runtime/cuda/reduce.py (row and column strategies, warp shuffles,
+  several short rows per block, long reductions split over many blocks).
 - MatmulKernel: a shared-memory tiled product, each thread holding a TM x TN register tile;
   operands are read through their Access strides (transposes cost nothing) and the elementwise
   epilogue is evaluated on the accumulators in the output pass.
@@ -29,10 +26,10 @@ import numpy as np
 from graphjit.compiler.kernel import (
     Access, Buffer, Instr, LoopKernel, MatmulKernel, Operand,
 )
-from graphjit.compiler.ops import REDUCTIONS, Op
+from graphjit.compiler.ops import Op
 
 from .launch import (
-    Launch, MatmulTiling, elementwise_launch, matmul_launch, matmul_tiling, reduction_launch,
+    Launch, MatmulTiling, elementwise_launch, matmul_launch, matmul_tiling,
 )
 from .lowering import ctor, literal, lower_elementwise, math_bindings
 
@@ -60,6 +57,8 @@ def module_header(simulator: bool, body: str = "") -> str:
     ]
     if not simulator:
         lines.append("from numba.cuda import libdevice")
+    elif "shfl_" in body:
+        lines.append("from graphjit.runtime.cuda.simulate import shfl_down_sync, shfl_sync")
     bindings = [b for b in math_bindings(simulator) if b.split(" = ")[0] + "(" in body]
     return "\n".join(lines + bindings) + "\n"
 
@@ -261,212 +260,6 @@ def _with_access(instr: Instr, access: Access) -> Instr:
     attrs["access"] = access
     return Instr(instr.op, instr.args, instr.dtype, instr.level, Attrs(attrs), instr.node,
                  instr.source)
-
-
-# ---------------------------------------------------------------- reductions
-
-@dataclass(frozen=True)
-class Reducer:
-    """How one reduction op folds values: identity, accumulator dtype, combine statements."""
-
-    op: Op
-    operand_dtype: np.dtype
-
-    @property
-    def accumulator_dtype(self) -> np.dtype:
-        kind = self.operand_dtype.kind
-        if kind == "b":
-            return np.dtype(np.int32)
-        if self.op is Op.SUM and self.operand_dtype == np.dtype(np.float32):
-            return np.dtype(np.float64)   # float32 sums accumulate in float64: NumPy's accuracy
-        return self.operand_dtype
-
-    @property
-    def is_arg(self) -> bool:
-        return self.op in (Op.ARGMAX, Op.ARGMIN)
-
-    def identity(self) -> str:
-        dtype = self.accumulator_dtype
-        if self.op is Op.SUM:
-            return literal(0, dtype)
-        if self.op is Op.PROD:
-            return literal(1, dtype)
-        largest = self.op in (Op.REDUCE_MIN, Op.ARGMIN)
-        if dtype.kind == "f":
-            return literal(math.inf if largest else -math.inf, dtype)
-        info = np.iinfo(dtype)
-        return literal(info.max if largest else info.min, dtype)
-
-    def convert(self, value: str) -> str:
-        return f"{ctor(self.accumulator_dtype)}({value})"
-
-    def combine(self, acc: str, value: str, acc_index: str = "", index: str = "") -> list[str]:
-        """Statements folding (value, index) into (acc, acc_index)."""
-        t = ctor(self.accumulator_dtype)
-        nan_aware = self.accumulator_dtype.kind == "f"
-        if self.op is Op.SUM:
-            return [f"{acc} = {t}({acc} + {value})"]
-        if self.op is Op.PROD:
-            return [f"{acc} = {t}({acc} * {value})"]
-        better = ">" if self.op in (Op.REDUCE_MAX, Op.ARGMAX) else "<"
-        if not self.is_arg:
-            nan = f" or {value} != {value}" if nan_aware else ""
-            return [f"if {value} {better} {acc}{nan}:", f"{INDENT}{acc} = {value}"]
-        # arg reductions: the better value wins, then the lower index; NaN beats numbers (NumPy)
-        wins = f"{value} {better} {acc} or ({value} == {acc} and {index} < {acc_index})"
-        if nan_aware:
-            wins = (f"({value} != {value} and ({acc} == {acc} or {index} < {acc_index})) or "
-                    f"({acc} == {acc} and ({wins}))")
-        return [f"if {wins}:", f"{INDENT}{acc} = {value}", f"{INDENT}{acc_index} = {index}"]
-
-
-def reduction_phases(kernel: LoopKernel) -> dict[int, int]:
-    """The phase after which each instruction's value is available: a reduction comes one phase
-    after its operand, everything else as soon as its operands."""
-    phase: dict[int, int] = {}
-    for n, instr in enumerate(kernel.instrs):
-        ready = max((phase[a] for a in instr.args), default=0)
-        phase[n] = ready + 1 if instr.op in REDUCTIONS else ready
-    return phase
-
-
-def varying_instrs(kernel: LoopKernel) -> set[int]:
-    """Instructions whose value changes along the reduce axes (the rest are computed once per
-    outer point). Derived from the accesses rather than trusted from `level`, so loads that are
-    constant along the row are hoisted out of the row loops."""
-    reduce_dims = [d for d in kernel.reduce_axes if kernel.loop_shape[d] != 1]
-    varying: set[int] = set()
-    for n, instr in enumerate(kernel.instrs):
-        if instr.op is Operand.LOAD:
-            strides = instr.attrs["access"].strides
-            moves = any(strides[d] != 0 for d in reduce_dims)
-        else:
-            moves = instr.op not in REDUCTIONS and any(a in varying for a in instr.args)
-        if moves:
-            varying.add(n)
-    return varying
-
-
-def needed_instrs(kernel: LoopKernel, roots: Sequence[int]) -> set[int]:
-    needed: set[int] = set()
-    stack = list(roots)
-    while stack:
-        n = stack.pop()
-        if n not in needed:
-            needed.add(n)
-            stack.extend(kernel.instrs[n].args)
-    return needed
-
-
-def render_reduction(kernel: LoopKernel, buffers: Sequence[Buffer], simulator: bool,
-                     sm_count: int) -> RenderedKernel:
-    shape = kernel.loop_shape
-    reduce_dims = tuple(sorted(kernel.reduce_axes))
-    outer_dims = tuple(d for d in range(len(shape)) if d not in reduce_dims)
-    n_reduce = math.prod(shape[d] for d in reduce_dims)
-    n_outer = math.prod(shape[d] for d in outer_dims)
-    launch = reduction_launch(n_reduce, n_outer, simulator, sm_count)
-    block = launch.block[0]
-    buffer_ids = kernel.buffers()
-    names = kernel_arguments(buffer_ids)
-    body = InstrRenderer(kernel, names, [f"i{d}" for d in range(len(shape))], shape)
-    phase = reduction_phases(kernel)
-    varying = varying_instrs(kernel)
-    needed = needed_instrs(kernel, [s.instr for s in kernel.stores])
-    reductions = [n for n in sorted(needed) if kernel.instrs[n].op in REDUCTIONS]
-    reducers = {n: Reducer(kernel.instrs[n].op, kernel.instrs[kernel.instrs[n].args[0]].dtype)
-                for n in reductions}
-    row_stores = [s for s in kernel.stores
-                  if any(s.access.strides[d] != 0 and shape[d] != 1 for d in reduce_dims)]
-    point_stores = [s for s in kernel.stores if s not in row_stores]
-    last_phase = max(phase.values(), default=0)
-
-    name = python_name(kernel.name)
-    w = Writer()
-    w.line(f"def {name}({', '.join(names[b] for b in buffer_ids)}):")
-    with w.indent():
-        w.line("tid = cuda.threadIdx.x")
-        for n in reductions:
-            w.line(f"shared{n} = cuda.shared.array({block}, "
-                   f"{ctor(reducers[n].accumulator_dtype)})")
-            if reducers[n].is_arg:
-                w.line(f"shared_index{n} = cuda.shared.array({block}, np.int64)")
-        w.line(f"for outer in range(cuda.blockIdx.x, {n_outer}, cuda.gridDim.x):")
-        with w.indent():
-            w.extend(unravel("outer", outer_dims, shape))
-            for p in range(last_phase + 1):
-                members = [n for n in reductions if phase[n] == p]
-                if members:
-                    _render_phase(w, kernel, body, members, reducers, reduce_dims, shape, block,
-                                  varying)
-                for n in sorted(needed):
-                    if phase[n] == p and n not in varying and kernel.instrs[n].op not in REDUCTIONS:
-                        w.extend(body.instr_lines(n))
-            if row_stores:
-                w.line(f"for red in range(tid, {n_reduce}, {block}):")
-                with w.indent():
-                    w.extend(unravel("red", reduce_dims, shape))
-                    for n in body.closure([s.instr for s in row_stores], varying.__contains__):
-                        w.extend(body.instr_lines(n))
-                    for store in row_stores:
-                        w.line(body.store_line(store.instr, store.access))
-            if point_stores:
-                w.line("if tid == 0:")
-                with w.indent():
-                    for store in point_stores:
-                        w.line(body.store_line(store.instr, store.access))
-    return finish(name, w, buffer_ids, buffers, simulator, launch, "reduction")
-
-
-def _render_phase(w: Writer, kernel: LoopKernel, body: InstrRenderer, members: list[int],
-                  reducers: dict[int, Reducer], reduce_dims: tuple[int, ...],
-                  shape: tuple[int, ...], block: int, varying: set[int]) -> None:
-    """One pass of the block over the row folding `members`, then the shared-memory tree."""
-    n_reduce = math.prod(shape[d] for d in reduce_dims)
-    for n in members:
-        w.line(f"acc{n} = {reducers[n].identity()}")
-        if reducers[n].is_arg:
-            w.line(f"acc_index{n} = np.int64({n_reduce})")
-    w.line(f"for red in range(tid, {n_reduce}, {block}):")
-    with w.indent():
-        w.extend(unravel("red", reduce_dims, shape))
-        operands = [kernel.instrs[n].args[0] for n in members]
-        for m in body.closure(operands, varying.__contains__):
-            w.extend(body.instr_lines(m))
-        for n, operand in zip(members, operands):
-            reducer = reducers[n]
-            w.line(f"x{n} = {reducer.convert(body.value(operand))}")
-            w.extend(reducer.combine(f"acc{n}", f"x{n}", f"acc_index{n}", "red"))
-    for n in members:
-        w.line(f"shared{n}[tid] = acc{n}")
-        if reducers[n].is_arg:
-            w.line(f"shared_index{n}[tid] = acc_index{n}")
-    w.line("cuda.syncthreads()")
-    step = block // 2
-    while step >= 1:
-        w.line(f"if tid < {step}:")
-        with w.indent():
-            for n in members:
-                reducer = reducers[n]
-                w.line(f"acc{n} = shared{n}[tid]")
-                w.line(f"x{n} = shared{n}[tid + {step}]")
-                if reducer.is_arg:
-                    w.line(f"acc_index{n} = shared_index{n}[tid]")
-                    w.line(f"x_index{n} = shared_index{n}[tid + {step}]")
-                w.extend(reducer.combine(f"acc{n}", f"x{n}", f"acc_index{n}", f"x_index{n}"))
-                w.line(f"shared{n}[tid] = acc{n}")
-                if reducer.is_arg:
-                    w.line(f"shared_index{n}[tid] = acc_index{n}")
-        w.line("cuda.syncthreads()")
-        step //= 2
-    for n in members:
-        instr = kernel.instrs[n]
-        source = f"shared_index{n}[0]" if reducers[n].is_arg else f"shared{n}[0]"
-        if instr.dtype.kind == "b":
-            w.line(f"v{n} = {source} != 0")
-        else:
-            w.line(f"v{n} = {ctor(instr.dtype)}({source})")
-    w.line("cuda.syncthreads()   # every thread has read the tree before it is reused")
 
 
 # ---------------------------------------------------------------- matmul
