@@ -204,7 +204,9 @@ def host_call(function: str, operands: list[Any], output: int = -1, **kwargs: An
     try:
         shape, dtype = host_call_type([t.shape for t in tracers], [t.dtype for t in tracers],
                                       function, output, static)
-    except (ValueError, TypeError, IndexError, np.linalg.LinAlgError) as exc:
+    except TypeError as exc:
+        raise DTypeError(f"np.{function}: {exc}", user_source()) from None
+    except (ValueError, IndexError, np.linalg.LinAlgError) as exc:
         raise ShapeError(f"np.{function}: {exc}", user_source()) from None
     if not is_supported(dtype):
         raise DTypeError(f"np.{function} returns {dtype} here; graphjit compiles bool, integer "
