@@ -1229,8 +1229,9 @@ def _check_target(y: np.ndarray, output: SymbolicTensor, loss: losses_module.Los
             f"{loss.name!r})"
     if isinstance(loss, losses_module.SparseCategoricalCrossentropy):
         classes = out[-1] if out else None
+        # Keras takes (batch, ...) ids, or (batch, ..., 1): a trailing axis of one is dropped
         sparse = _shapes_match(y.shape[1:], out[:-1]) or (
-            _shapes_match(y.shape[1:], out) and y.shape[-1] == 1 and classes != 1)
+            _shapes_match(y.shape[1:], (*out[:-1], 1)) and classes != 1)
         if not sparse:
             if _shapes_match(y.shape[1:], out):
                 raise GraphjitError(f"{where} look one-hot (shape {y.shape}): the sparse loss "

@@ -104,6 +104,27 @@ def test_sparse_labels_out_of_range(label):
         model.evaluate(x, y, verbose=0)
 
 
+def test_sparse_labels_with_a_trailing_axis_of_one_train_as_flat_ones():
+    """Keras takes (n, 1) class ids (how CIFAR's labels arrive) for the sparse losses."""
+    x, y = data()
+    results = []
+    for labels in (y, y[:, None], y[:, None].astype(np.float32)):
+        model = compiled(metrics=["accuracy"])
+        history = model.fit(x, labels, batch_size=8, epochs=2, verbose=0, shuffle=False,
+                            class_weight={0: 2.0})
+        results.append((history.history["loss"], model.evaluate(x, labels, verbose=0),
+                        model.get_weights()))
+    for losses_, evaluated, weights in results[1:]:
+        np.testing.assert_allclose(losses_, results[0][0], rtol=1e-6)
+        np.testing.assert_allclose(evaluated, results[0][1], rtol=1e-6)
+        for got, expected in zip(weights, results[0][2]):
+            np.testing.assert_allclose(got, expected, rtol=1e-6)
+    with pytest.raises(gj.GraphjitError, match="out of range"):
+        compiled().fit(x, np.full((40, 1), 4), verbose=0)
+    with pytest.raises(gj.GraphjitError, match=r"integer class ids of shape \(batch,\)"):
+        compiled().fit(x, np.zeros((40, 2), np.int64), verbose=0)
+
+
 def test_target_shapes_against_the_loss():
     model = compiled()
     x, y = data()
