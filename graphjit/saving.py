@@ -268,9 +268,20 @@ def model_from_config(config: dict[str, Any], custom_objects: dict | None = None
     def resolve(ref: list) -> Any:
         return inputs[ref[1]] if ref[0] == "input" else tensors[ref[1]]
 
+    # A layer with several outputs (an RNN with return_state=True) records one node for itself
+    # and one selector node per output; called again here it makes fresh selectors, which stand
+    # in for the saved ones (same names) when their nodes come up.
+    made_by_call: dict[str, Any] = {}
     for node in body["nodes"]:
+        if node["layer"] in made_by_call:
+            tensors.append(made_by_call.pop(node["layer"]))
+            continue
         args = [resolve(r) for r in node["inputs"]]
-        tensors.append(by_name[node["layer"]](args if node["list_input"] else args[0]))
+        result = by_name[node["layer"]](args if node["list_input"] else args[0])
+        if isinstance(result, list):
+            made_by_call.update({t.layer.name: t for t in result})
+            result = result[0].inputs[0]  # the node of the layer itself
+        tensors.append(result)
     outputs = [resolve(r) for r in body["outputs"]]
     return Model(inputs, outputs[0] if body["single_output"] else outputs, name=body["name"])
 
@@ -430,7 +441,9 @@ def optimizer_state_from(entries: dict[str, np.ndarray]) -> Any:
         return None
     state: dict[str, Any] = {}
     for key, value in entries.items():
-        parts = key.split("/")
+        # slot/layer name/weight name, where a weight name may hold "/" itself (the weights
+        # of wrapped layers: Bidirectional's forward_lstm/kernel)
+        parts = key.split("/", 2)
         if len(parts) == 1:
             state[key] = value
         elif len(parts) == 3:
