@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from graphjit.compiler.dtypes import is_supported
 from graphjit.compiler.errors import GraphjitError
 
 from . import data as data_module
@@ -1197,6 +1198,8 @@ def _as_input_array(value: Any, tensor: SymbolicTensor, what: str,
                             f"shape {_describe_shape(expected)}, got {what} of shape "
                             f"{array.shape}{hint}")
     dtype = tensor.dtype
+    if not is_supported(dtype):  # Input(dtype="uint8"): the step takes the compiled form
+        dtype = np.dtype(np.bool_) if dtype.kind == "b" else _model_dtype(dtype)
     target = dtype if dtype.kind == "f" or array.dtype.kind == dtype.kind else \
         _model_dtype(array.dtype)
     if dtype.kind in "iu" and array.dtype.kind == "f":

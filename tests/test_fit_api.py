@@ -194,6 +194,19 @@ def test_uint8_images_are_cast_for_the_first_layer():
     assert ids.inputs[0].dtype == np.int64
 
 
+def test_an_input_declared_uint8_takes_uint8_images():
+    """Keras' Input(dtype="uint8") (the compiled step runs on int64, Rescaling casts)."""
+    layers.set_seed(0)
+    model = gj.Sequential([layers.Input((4, 4), dtype=np.uint8), layers.Rescaling(1 / 255),
+                           layers.Flatten(), layers.Dense(3)])
+    images = np.random.default_rng(0).integers(0, 255, (10, 4, 4), dtype=np.uint8)
+    model.compile(loss=SPARSE_LOGITS)
+    model.fit(images, np.arange(10) % 3, verbose=0)
+    dense = model.layers[-1].params
+    expected = (images.reshape(10, 16) / np.float32(255)) @ dense["kernel"] + dense["bias"]
+    np.testing.assert_allclose(model.predict(images, verbose=0), expected, rtol=1e-5, atol=1e-5)
+
+
 # ---------------------------------------------------------------- optimizer state by path
 
 
