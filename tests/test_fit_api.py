@@ -350,6 +350,63 @@ def test_generator_input_with_steps_per_epoch_matches_array_input():
     np.testing.assert_allclose(out, from_arrays.predict(x, verbose=0), rtol=1e-5)
 
 
+class IterableDataset:
+    """tf.data / DataLoader-like: each iter() starts a new pass over (x, y) batches."""
+
+    def __init__(self, x, y, batch):
+        self.x, self.y, self.batch, self.passes = x, y, batch, 0
+
+    def __iter__(self):
+        self.passes += 1
+        for start in range(0, len(self.x), self.batch):
+            yield self.x[start:start + self.batch], self.y[start:start + self.batch]
+
+
+class SizedDataset(IterableDataset):
+    def __len__(self):
+        return -(-len(self.x) // self.batch)
+
+
+def dataset(x, y, batch, with_len=True):
+    return (SizedDataset if with_len else IterableDataset)(x, y, batch)
+
+
+@pytest.mark.parametrize("with_len", [True, False])
+def test_reiterable_datasets_are_one_pass_per_epoch(with_len):
+    x, y = data(n=32)
+    from_arrays = compiled(optimizer=optimizers.SGD(0.1))
+    from_arrays.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0,
+                    validation_data=(x[:8], y[:8]))
+    batches = dataset(x, y, 8, with_len)
+    model = compiled(optimizer=optimizers.SGD(0.1))
+    history = model.fit(batches, epochs=3, verbose=0,
+                        validation_data=dataset(x[:8], y[:8], 8, with_len))
+    assert batches.passes == 3 and history.params["steps"] == (4 if with_len else None)
+    for a, b in zip(from_arrays.get_weights(), model.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    assert history.history["val_loss"] == pytest.approx(
+        from_arrays.history.history["val_loss"], rel=1e-5)
+    assert model.evaluate(batches, verbose=0) == pytest.approx(
+        from_arrays.evaluate(x, y, verbose=0), rel=1e-5)
+    np.testing.assert_allclose(model.predict(dataset(x, y, 5, with_len), verbose=0),
+                               from_arrays.predict(x, verbose=0), rtol=1e-5)
+
+
+def test_steps_per_epoch_continues_a_dataset_across_epochs_and_restarts_it():
+    x, y = data(n=24)
+    batches = dataset(x, y, 8)  # three batches a pass
+    model = compiled(optimizer=optimizers.SGD(0.1))
+    model.fit(batches, epochs=2, steps_per_epoch=2, verbose=0)  # batches 0 1 | 2 0
+    reference = compiled(optimizer=optimizers.SGD(0.1))
+    order = np.concatenate([np.arange(24), np.arange(8)])
+    reference.fit(x[order], y[order], batch_size=8, epochs=1, shuffle=False, verbose=0)
+    assert batches.passes == 2
+    for a, b in zip(reference.get_weights(), model.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    with pytest.raises(gj.GraphjitError, match="yielded no batches"):
+        compiled().fit(dataset(x[:0], y[:0], 8, with_len=False), verbose=0)
+
+
 def test_sequence_input_with_sample_weights_and_epoch_end():
     x, y = data(n=30)
 
