@@ -130,6 +130,17 @@ class Model:
     def output_names(self) -> list[str]:
         return [t.layer.name if t.layer is not None else t.name for t in self.outputs]
 
+    @property
+    def input(self) -> Any:
+        """The model's Input tensor (a list for several), as Keras' `model.input`."""
+        self._ensure_built()
+        return self.inputs[0] if len(self.inputs) == 1 else list(self.inputs)
+
+    @property
+    def output(self) -> Any:
+        self._ensure_built()
+        return self.outputs[0] if self._single_output else list(self.outputs)
+
     def get_layer(self, name: str) -> Layer:
         for layer in self.layers:
             if layer.name == name:
@@ -874,6 +885,12 @@ class Model:
 
         return saving.model_from_config(config, custom_objects)
 
+    def to_json(self, **kwargs: Any) -> str:
+        """The architecture (no weights) as a JSON string; `model_from_json` rebuilds it."""
+        import json
+
+        return json.dumps(self.get_config(), **kwargs)
+
     # -------------------------------------------------------------- weights on disk
     def _weight_entries(self) -> dict[str, np.ndarray]:
         """Every weight keyed by layer position, layer type, kind and name."""
@@ -1332,6 +1349,28 @@ def read_npz(path: str | os.PathLike, what: str) -> dict[str, np.ndarray]:
         raise GraphjitError(f"{name!r} is a damaged {what}: {exc}") from None
 
 
+def model_from_json(json_string: str, custom_objects: dict | None = None) -> Model:
+    """The architecture `model.to_json()` wrote, with freshly initialised weights."""
+    import json
+
+    from . import saving
+
+    try:
+        config = json.loads(json_string)
+    except (TypeError, ValueError) as exc:
+        raise saving.SavingError(f"model_from_json needs the JSON of model.to_json(): {exc}") \
+            from None
+    return saving.model_from_config(config, custom_objects)
+
+
+def clone_model(model: Model, custom_objects: dict | None = None) -> Model:
+    """A model of the same architecture with new layers and freshly initialised weights (Keras'
+    `clone_model`); copy the weights with `clone.set_weights(model.get_weights())`."""
+    from . import saving
+
+    return saving.model_from_config(model.get_config(), custom_objects)
+
+
 def load_model(filepath: str | os.PathLike, custom_objects: dict | None = None,
                compile: bool = True) -> Model:
     """Load a model written by `model.save` (architecture, weights, optimizer state)."""
@@ -1340,4 +1379,4 @@ def load_model(filepath: str | os.PathLike, custom_objects: dict | None = None,
     return saving.load_model(filepath, custom_objects=custom_objects, compile=compile)
 
 
-__all__ = ["Model", "Sequential", "History", "load_model"]
+__all__ = ["Model", "Sequential", "History", "load_model", "model_from_json", "clone_model"]

@@ -58,9 +58,11 @@ def _symbolic_outputs(layer: Layer, inputs: Any) -> list[SymbolicTensor]:
     outputs = layer(probes if len(tensors) > 1 else probes[0])
     whole = SymbolicTensor((None, *outputs[0].shape[1:]), outputs[0].dtype, layer, tensors,
                            list_input=len(tensors) > 1)
-    return [SymbolicTensor((None, *out.shape[1:]), out.dtype,
-                           _StateSelector(i, name=f"{layer.name}_output_{i}"), [whole])
-            for i, out in enumerate(outputs)]
+    selected = [SymbolicTensor((None, *out.shape[1:]), out.dtype,
+                               _StateSelector(i, name=f"{layer.name}_output_{i}"), [whole])
+                for i, out in enumerate(outputs)]
+    layer._record_symbolic_call(inputs, selected)
+    return selected
 
 
 class RNN(Layer):
