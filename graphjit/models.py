@@ -624,7 +624,11 @@ class Model:
         self.stop_training = False
         run = _TrainingRun(self, use_jit, seed)
         logs: dict[str, float] = {}
+        self.__dict__.pop("_resume_epoch", None)
         cbs.on_train_begin()
+        # BackupAndRestore resumes after the last epoch it backed up
+        initial_epoch = self.__dict__.pop("_resume_epoch", initial_epoch)
+        run.reload()  # on_train_begin may have restored weights and optimizer state
         try:
             for epoch in range(initial_epoch, epochs):
                 run.reload()  # callbacks may have set weights or the learning rate

@@ -453,6 +453,49 @@ def optimizer_state_from(entries: dict[str, np.ndarray]) -> Any:
     return state
 
 
+def _positions(model: Any) -> dict[str, str]:
+    """Layer name -> its position ("000", "001"...): a backup is keyed by position, so it loads
+    into an identically built model whose automatic layer names differ."""
+    return {layer.name: f"{index:03d}" for index, layer in enumerate(model.layers)}
+
+
+def _rename_layers(entries: dict[str, np.ndarray], names: dict[str, str],
+                   layer_part: int) -> dict[str, np.ndarray]:
+    renamed = {}
+    for key, value in entries.items():
+        parts = key.split("/", layer_part + 1)
+        if len(parts) > layer_part + 1:
+            parts[layer_part] = names.get(parts[layer_part], parts[layer_part])
+        renamed["/".join(parts)] = value
+    return renamed
+
+
+def save_training_state(model: Any, path: str) -> None:
+    """The weights and the optimizer state in one .npz (BackupAndRestore), written atomically."""
+    positions = _positions(model)
+    arrays = {f"weights/{k}": v for k, v in
+              _rename_layers(weight_entries(model), positions, 0).items()}
+    arrays.update({f"optimizer/{k}": v for k, v in _rename_layers(
+        optimizer_entries(model._opt_state), positions, 1).items()})
+    temporary = path + ".tmp"
+    with open(temporary, "wb") as handle:
+        handle.write(_npz_bytes(arrays))
+    os.replace(temporary, path)
+
+
+def restore_training_state(model: Any, path: str) -> None:
+    with open(path, "rb") as handle:
+        arrays = _read_npz_bytes(handle.read(), "backup", path)
+    names = {position: name for name, position in _positions(model).items()}
+    weights = {k.removeprefix("weights/"): v for k, v in arrays.items() if k.startswith("weights/")}
+    set_weight_entries(model, _rename_layers(weights, names, 0), path)
+    optimizer = {k.removeprefix("optimizer/"): v for k, v in arrays.items()
+                 if k.startswith("optimizer/")}
+    model._opt_state = optimizer_state_from(_rename_layers(optimizer, names, 1))
+    if model._opt_state is not None and "learning_rate" in model._opt_state:
+        model.optimizer.learning_rate = float(model._opt_state["learning_rate"])
+
+
 # ---------------------------------------------------------------- save / load
 
 
