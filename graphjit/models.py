@@ -910,14 +910,27 @@ class Model:
         return [w for layer in self.layers for w in layer.get_weights()]
 
     def save_weights(self, path: str | os.PathLike) -> None:
-        """Write every weight to an .npz file (keyed by layer position, type and weight name)."""
+        """Write every weight to an .npz file (keyed by layer position, type and weight name),
+        or, for a name ending in `.h5` (`m.weights.h5`), in Keras 3's HDF5 layout (needs
+        h5py), which Keras' own `load_weights` reads."""
         self._ensure_built()
+        if os.fspath(path).endswith(".h5"):
+            from . import saving
+
+            saving.save_keras_weights(self, os.fspath(path))
+            return
         with open(os.fspath(path), "wb") as handle:
             np.savez(handle, **{k: np.asarray(v) for k, v in self._weight_entries().items()})
 
     def load_weights(self, path: str | os.PathLike) -> None:
-        """Read weights written by `save_weights` into a model of the same architecture."""
+        """Read weights written by `save_weights` into a model of the same architecture; also
+        Keras 3's `.weights.h5` files and the weights of a `.keras` archive (Keras' or ours),
+        wherever the shapes agree (h5 needs h5py)."""
         self._ensure_built()
+        name = os.fspath(path) if isinstance(path, (str, os.PathLike)) else None
+        if name is not None and (name.endswith(".h5") or name.endswith(".keras")):
+            self._load_foreign_weights(name)
+            return
         saved = read_npz(path, "weights file")
         expected = self._weight_entries()
         problems = _weight_mismatches(saved, expected)
@@ -932,6 +945,20 @@ class Model:
                     key = f"{prefix}{kind}/{name}"
                     weights[name] = saved[key].astype(expected[key].dtype)
         self._opt_state = None
+
+    def _load_foreign_weights(self, path: str) -> None:
+        import io
+
+        from . import saving
+
+        if path.endswith(".h5"):
+            saving.load_keras_weights(self, path, path)
+            return
+        files = saving._read_weights_of_archive(path)
+        if "model.weights.npz" in files:  # written by graphjit's model.save
+            saving.load_archive_weights(self, files, path)
+        else:  # a Keras archive
+            saving.load_keras_weights(self, io.BytesIO(files["model.weights.h5"]), path)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} layers={len(self.layers)}>"

@@ -200,3 +200,129 @@ def test_loaded_model_trains_on_exactly_like_the_original(build, tmp_path):
         m.fit(x, y, batch_size=len(x), epochs=1, verbose=0, shuffle=False, jit=False)
     for got, want in zip(loaded.get_weights(), model.get_weights()):
         np.testing.assert_array_equal(got, want)
+
+
+# ---------------------------------------------------------------- Keras' .weights.h5 layout
+
+
+def keras_style_model(seed):
+    """Layers whose Keras 3 weight paths nest: an RNN's cell, Bidirectional's two layers,
+    TimeDistributed's layer, MultiHeadAttention's four EinsumDense layers."""
+    layers.set_seed(seed)
+    x = layers.Input((4, 3))
+    h = layers.Normalization()(x)
+    h = layers.LSTM(5, return_sequences=True)(h)
+    h = layers.Bidirectional(layers.GRU(2, return_sequences=True))(h)
+    h = layers.TimeDistributed(layers.Dense(6))(h)
+    h = layers.MultiHeadAttention(2, 3)(h, h)
+    h = layers.BatchNormalization()(layers.GlobalAveragePooling1D()(h))
+    return gj.Model(x, layers.Dense(2)(layers.Dense(3)(h)))
+
+
+def write_keras_h5(path, entries):
+    """A .weights.h5 file as Keras 3 writes it: {group path: [arrays in variable order]}."""
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(path, "w") as handle:
+        handle.create_group("vars")
+        for group_path, arrays in entries.items():
+            group = handle.require_group(group_path).require_group("vars")
+            for index, array in enumerate(arrays):
+                group[str(index)] = array
+
+
+def test_keras_weights_h5_layout_loads_into_the_same_architecture(tmp_path):
+    pytest.importorskip("h5py")
+    model = keras_style_model(seed=1)
+    rng = np.random.default_rng(3)
+    w = {layer.name: [rng.normal(size=v.shape).astype(np.float32) for v in layer.get_weights()]
+         for layer in model.layers}
+    names = [layer.name for layer in model.layers]
+    norm, lstm, bi, td, mha, bn, dense, dense_1 = [
+        n for n in names if not n.startswith(("input", "global"))]
+    mean, variance = w[norm]
+    entries = {
+        "layers/normalization": [mean.reshape(3), np.abs(variance).reshape(3) + 0.5],  # (3,)
+        "layers/lstm/cell": w[lstm],
+        "layers/bidirectional/forward_layer/cell": w[bi][:3],
+        "layers/bidirectional/backward_layer/cell": w[bi][3:],
+        "layers/bidirectional/layer/cell": [],  # Keras keeps the unbuilt original: no vars
+        "layers/time_distributed/layer": w[td],
+        "layers/multi_head_attention/_query_dense": w[mha][0:2],
+        "layers/multi_head_attention/_key_dense": w[mha][2:4],
+        "layers/multi_head_attention/_value_dense": w[mha][4:6],
+        "layers/multi_head_attention/_output_dense": w[mha][6:8],
+        "layers/batch_normalization": w[bn][:3] + [np.abs(w[bn][3]) + 0.5],
+        "layers/dense": w[dense],
+        "layers/dense_1": w[dense_1],
+    }
+    path = tmp_path / "model.weights.h5"
+    write_keras_h5(path, entries)
+    model.load_weights(path)
+    by_layer = {}
+    for key, arrays in entries.items():
+        by_layer.setdefault(key.split("/")[1], []).extend(arrays)
+    for keras_name, layer_name in (("normalization", norm), ("lstm", lstm),
+                                   ("bidirectional", bi), ("time_distributed", td),
+                                   ("multi_head_attention", mha), ("batch_normalization", bn),
+                                   ("dense", dense), ("dense_1", dense_1)):
+        got = model.get_layer(layer_name).get_weights()
+        assert len(got) == len(by_layer[keras_name]), keras_name
+        for array, want in zip(got, by_layer[keras_name]):
+            np.testing.assert_array_equal(array.reshape(want.shape), want)
+    assert model.get_layer(norm).state["mean"].shape == (1, 1, 3)
+
+    # and back: our .weights.h5 has the same layout, loads into a second build (other names)
+    x = RNG.normal(size=(3, 4, 3)).astype(np.float32)
+    ours = tmp_path / "ours.weights.h5"
+    model.save_weights(ours)
+    twin = keras_style_model(seed=2)
+    assert [layer.name for layer in twin.layers] != names
+    twin.load_weights(ours)
+    np.testing.assert_array_equal(twin.predict(x, verbose=0, jit=False),
+                                  model.predict(x, verbose=0, jit=False))
+    import h5py
+    with h5py.File(ours) as handle:
+        assert sorted(handle["layers/multi_head_attention"]) == [
+            "_key_dense", "_output_dense", "_query_dense", "_value_dense", "vars"]
+        assert handle["layers/lstm/cell/vars/1"].shape == (5, 20)
+
+
+def test_keras_archives_and_mismatched_h5_files(tmp_path):
+    pytest.importorskip("h5py")
+    layers.set_seed(4)
+    model = gj.Sequential([layers.Input((3,)), layers.Dense(4), layers.Dense(2)])
+    kernel, bias = np.ones((3, 4), np.float32), np.full(4, 0.5, np.float32)
+    h5 = tmp_path / "keras.weights.h5"
+    write_keras_h5(h5, {"layers/dense": [kernel, bias], "layers/dense_1": [np.ones((4, 2)),
+                                                                             np.zeros(2)]})
+    archive = tmp_path / "from_keras.keras"
+    with zipfile.ZipFile(archive, "w") as zf:  # Keras' .keras: config.json + model.weights.h5
+        zf.writestr("config.json", "{}")
+        zf.write(h5, "model.weights.h5")
+    model.load_weights(archive)
+    np.testing.assert_array_equal(model.layers[0].params["kernel"], kernel)
+    ours = tmp_path / "ours.keras"
+    model.save(ours)
+    other = gj.Sequential([layers.Input((3,)), layers.Dense(4), layers.Dense(2)])
+    other.load_weights(ours)  # Keras' load_weights takes a .keras archive too
+    np.testing.assert_array_equal(other.layers[1].params["kernel"], np.ones((4, 2)))
+    bad = tmp_path / "bad.weights.h5"
+    write_keras_h5(bad, {"layers/dense": [np.ones((5, 4)), bias], "layers/dense_1": []})
+    before = model.get_weights()
+    with pytest.raises(gj.GraphjitError, match=r"weight 'kernel': the file has shape \(5, 4\)"):
+        model.load_weights(bad)
+    with pytest.raises(gj.GraphjitError, match="holds 0 weights, this layer has 2"):
+        model.load_weights(bad)
+    for got, want in zip(model.get_weights(), before):  # nothing changed
+        np.testing.assert_array_equal(got, want)
+    (tmp_path / "junk.weights.h5").write_bytes(b"not hdf5")
+    with pytest.raises(gj.GraphjitError, match="not an HDF5 weights file"):
+        model.load_weights(tmp_path / "junk.weights.h5")
+
+
+def test_h5_without_h5py_is_a_clear_error(tmp_path, monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "h5py", None)  # as if not installed
+    model = gj.Sequential([layers.Input((2,)), layers.Dense(1)])
+    with pytest.raises(gj.GraphjitError, match=r"needs h5py: pip install 'graphjit\[h5\]'"):
+        model.save_weights(tmp_path / "m.weights.h5")
