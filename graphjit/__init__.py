@@ -38,6 +38,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "datasets": ("graphjit.datasets", None),
     "benchmark": ("graphjit.benchmarking", "benchmark"),
     "cache": ("graphjit.cache", None),
+    "dask": ("graphjit.dask", None),
 }
 
 
