@@ -39,6 +39,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "benchmark": ("graphjit.benchmarking", "benchmark"),
     "cache": ("graphjit.cache", None),
     "dask": ("graphjit.dask", None),
+    "distribute": ("graphjit.distribute", None),
 }
 
 
