@@ -200,3 +200,16 @@ def _task_states(client, future):
 def _states_on_scheduler(dask_scheduler=None):
     return {str(key): task.state for key, task in dask_scheduler.tasks.items()
             if "slow_cube" in str(key)}
+
+
+def test_blackscholes_example_small():
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = os.path.join(root, "examples", "dask_blackscholes.py")
+    done = subprocess.run([sys.executable, script, "--small"], capture_output=True, text=True,
+                          timeout=240, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "results agree          yes" in done.stdout
+    assert "speedup" in done.stdout and "1,000,003 options in 5 blocks" in done.stdout
