@@ -115,7 +115,8 @@ def _block_stand_in(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     return np.broadcast_to(np.zeros((), dtype), shape)
 
 
-def _single_output(jitted: JitFunction, specs: list, where: str) -> tuple[tuple[int, ...], np.dtype]:
+def _single_output(jitted: JitFunction, specs: list, where: str
+                   ) -> tuple[tuple[int, ...], np.dtype]:
     if len(specs) != 1:
         raise ArgumentError(f"gj.dask.{where}: {jitted.__name__} returns {len(specs)} arrays; a "
                             "Dask array holds one: return one (stack them) or call "

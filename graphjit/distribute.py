@@ -1,4 +1,4 @@
-"""Data-parallel training over dask.distributed: `model.fit(..., distribute=DaskDataParallel(client))`.
+"""Data-parallel training over dask.distributed: `fit(..., distribute=DaskDataParallel(client))`.
 
 Every worker holds a replica of the model (weights, optimizer state, layer state). Each step
 the driver splits the global batch into one shard per worker; every replica runs the compiled
@@ -127,6 +127,7 @@ class _DistributedStep:
         self.workers: list[str] = []
         self._apply = model.step_function("apply_gradients", use_jit)
         self._known: tuple[Any, list] | None = None   # (treedef, leaves) every replica holds
+        self._pending: dict[str, Any] = {}   # per worker: its last task, which the next awaits
 
     def alive(self) -> bool:
         return bool(self.workers) and all(w in self._cluster_workers() for w in self.workers)
@@ -147,44 +148,53 @@ class _DistributedStep:
         count = len(xs[0])
         bounds = np.linspace(0, count, len(self.workers) + 1).round().astype(int)
         keys = _shard_keys(key, len(self.workers))
-        gradient_futures, shard_sizes = [], []
+        gradient_futures, shard_sizes, after = [], [], dict(self._pending)
         for index, worker in enumerate(self.workers):
             lo, hi = int(bounds[index]), int(bounds[index + 1])
             if hi == lo:
                 continue     # fewer samples than replicas: this one only applies the update
             shard = ([x[lo:hi] for x in xs], [y[lo:hi] for y in ys], keys[index],
                      None if sample_weights is None else [w[lo:hi] for w in sample_weights])
-            gradient_futures.append(client.submit(
-                _replica_gradients, self.replica_id, *shard, workers=[worker],
-                allow_other_workers=False, pure=False))
+            future = client.submit(_replica_gradients, self.replica_id, *shard,
+                                   after.get(worker), workers=[worker],
+                                   allow_other_workers=False, pure=False)
+            gradient_futures.append(future)
+            after[worker] = future
             shard_sizes.append(hi - lo)
-        reduced = client.submit(_weighted_reduce, gradient_futures,
-                                [n / count for n in shard_sizes], workers=[self.workers[0]],
-                                allow_other_workers=False, pure=False)
-        applied = [client.submit(_replica_apply, self.replica_id, reduced, self.strategy.verify,
-                                 workers=[worker], allow_other_workers=False, pure=False)
-                   for worker in self.workers]
-        grads, new_state, loss, sums, compute_seconds = self._result(reduced, gradient_futures)
+        results = [self._result(f, gradient_futures) for f in gradient_futures]
+        # the allreduce's sum, on the driver: one gather, then the average out to every replica
+        grads, new_state, loss, sums, compute_seconds = _weighted_reduce(
+            results, [n / count for n in shard_sizes])
+        # each replica applies it after its gradient pass (and before its next one): the driver
+        # does not wait for it, errors surface on the next step's dependent task
+        self._pending = {worker: client.submit(
+            _replica_apply, self.replica_id, (grads, new_state), self.strategy.verify,
+            after.get(worker), workers=[worker], allow_other_workers=False, pure=False)
+            for worker in self.workers}
         update_start = time.perf_counter()
         new_params, new_opt_state = self._apply(params, opt_state, grads)
         new_opt_state = _as_arrays(new_opt_state)
         update_seconds = time.perf_counter() - update_start
-        digests = [self._result(f, applied) for f in applied]
         result = (new_params, new_opt_state, new_state)
         if self.strategy.verify:
-            mine = weights_digest(result)
-            different = [w for w, d in zip(self.workers, digests) if d != mine]
-            if different:
-                raise DistributedTrainingError(
-                    f"after step {len(self.strategy.timings) + 1} the replicas on {different} "
-                    "differ from the driver's: the workers do not compute bit-identical updates "
-                    "(different CPUs or library versions?)")
+            self._verify(result)
         self._remember(result)
         total = time.perf_counter() - start
         self.strategy.timings.append({
             "step": total, "compute": compute_seconds, "update": update_seconds,
             "communication": max(total - compute_seconds - update_seconds, 0.0)})
         return new_params, new_opt_state, new_state, loss, sums
+
+    def _verify(self, result: tuple) -> None:
+        pending = list(self._pending.values())
+        digests = {w: self._result(f, pending) for w, f in self._pending.items()}
+        mine = weights_digest(result)
+        different = sorted(w for w, d in digests.items() if d != mine)
+        if different:
+            raise DistributedTrainingError(
+                f"after step {len(self.strategy.timings) + 1} the replicas on {different} differ "
+                "from the driver's: the workers do not compute bit-identical updates (different "
+                "CPUs or library versions?)")
 
     # ------------------------------------------------------------ replicas
     def _create_replicas(self) -> None:
@@ -196,7 +206,7 @@ class _DistributedStep:
                    for w in self.workers]
         for future in futures:
             self._result(future, futures)
-        self._known = None
+        self._known, self._pending = None, {}
 
     def _holds(self, weights: tuple) -> bool:
         if self._known is None:
@@ -214,16 +224,17 @@ class _DistributedStep:
         """Send the driver's weights to every replica (first step, or set by a callback)."""
         client = self.strategy.client
         shared = client.scatter([weights], broadcast=True, workers=self.workers, hash=False)[0]
-        futures = [client.submit(_set_replica, self.replica_id, shared, workers=[w],
-                                 allow_other_workers=False, pure=False) for w in self.workers]
+        futures = [client.submit(_set_replica, self.replica_id, shared, self._pending.get(w),
+                                 workers=[w], allow_other_workers=False, pure=False)
+                   for w in self.workers]
         for future in futures:
             self._result(future, futures)
         self._remember(weights)
 
     def replica_weights(self) -> dict[str, tuple]:
         client = self.strategy.client
-        futures = {w: client.submit(_get_replica, self.replica_id, workers=[w],
-                                    allow_other_workers=False, pure=False)
+        futures = {w: client.submit(_get_replica, self.replica_id, self._pending.get(w),
+                                    workers=[w], allow_other_workers=False, pure=False)
                    for w in self.workers}
         return {w: self._result(f, list(futures.values())) for w, f in futures.items()}
 
@@ -231,47 +242,47 @@ class _DistributedStep:
         if not self.workers:
             return
         try:
+            for future in self._pending.values():    # let the last updates finish first
+                self._result(future, list(self._pending.values()))
             self.strategy.client.run(_drop_replica, self.replica_id, workers=self.workers)
         except Exception:   # a worker already gone holds nothing any more
             pass
-        self.workers = []
+        self.workers, self._pending = [], {}
 
     # ------------------------------------------------------------ waiting, never forever
     def _result(self, future: Any, group: list) -> Any:
-        """The future's result; a clear error, with the step's other tasks cancelled, when a
-        replica's worker leaves the cluster, the step runs past the timeout, or a task fails."""
-        from distributed import TimeoutError as DaskTimeoutError
-        from distributed import wait
-
+        """The future's result; a clear error, with the step's other tasks cancelled and the
+        replicas dropped (the next fit re-creates them from the driver's weights), when a task
+        fails, a replica's worker leaves the cluster or the step runs past the timeout."""
         deadline = time.monotonic() + self.strategy.timeout
         while True:
             try:
-                wait(future, timeout=self.strategy.poll)
-            except (DaskTimeoutError, TimeoutError):
+                return future.result(timeout=self.strategy.poll)
+            except TimeoutError:
                 pass
-            if future.status == "finished":
-                return future.result()
-            if future.status in ("error", "cancelled"):
-                self._abandon(group)
-                exc = future.exception() if future.status == "error" else None
-                if isinstance(exc, GraphjitError):
-                    raise exc
-                raise DistributedTrainingError(
-                    f"a data-parallel task failed on the cluster: {type(exc).__name__}: {exc}"
-                    if exc is not None else "a data-parallel task was cancelled") from exc
+            except GraphjitError:
+                self._fail(group)
+                raise
+            except Exception as exc:
+                self._fail(group)
+                raise DistributedTrainingError(f"a data-parallel task failed on the cluster: "
+                                               f"{type(exc).__name__}: {exc}") from exc
             lost = [w for w in self.workers if w not in self._cluster_workers()]
             if lost:
-                self._abandon(group)
-                self.workers = []    # the next fit re-creates the replicas on the live workers
+                self._fail(group)
                 raise DistributedTrainingError(
                     f"worker(s) {lost} holding a replica left the cluster (killed or lost) "
                     "during a data-parallel step; the model keeps the weights of the last "
                     "completed step: call fit again to train on the workers still there")
             if time.monotonic() > deadline:
-                self._abandon(group)
+                self._fail(group)
                 raise DistributedTrainingError(
                     f"a data-parallel step ran past DaskDataParallel(timeout="
                     f"{self.strategy.timeout:g}) seconds")
+
+    def _fail(self, group: list) -> None:
+        self._abandon([*group, *self._pending.values()])
+        self.workers, self._pending = [], {}
 
     def _abandon(self, futures: list) -> None:
         try:
@@ -308,12 +319,12 @@ def _create_replica(replica_id: str, model: Any, use_jit: bool) -> None:
         _replicas[replica_id] = replica
 
 
-def _set_replica(replica_id: str, weights: tuple) -> None:
+def _set_replica(replica_id: str, weights: tuple, after: Any = None) -> None:
     replica = _replica(replica_id)
     replica.params, replica.opt_state, replica.state = weights
 
 
-def _get_replica(replica_id: str) -> tuple:
+def _get_replica(replica_id: str, after: Any = None) -> tuple:
     replica = _replica(replica_id)
     return replica.params, replica.opt_state, replica.state
 
@@ -324,7 +335,8 @@ def _drop_replica(replica_id: str) -> None:
 
 
 def _replica_gradients(replica_id: str, xs: list, ys: list, key: Any,
-                       sample_weights: list | None) -> tuple:
+                       sample_weights: list | None, after: Any = None) -> tuple:
+    """`after`: the replica's previous task (its update), which Dask runs first."""
     replica = _replica(replica_id)
     start = time.perf_counter()
     args = (replica.params, replica.state, xs, ys, key)
@@ -366,7 +378,8 @@ def _weighted_sum(trees: list, weights: list[float], keep_first_non_float: bool 
     return unflatten(treedef, out)
 
 
-def _replica_apply(replica_id: str, reduced: tuple, digest: bool) -> str | None:
+def _replica_apply(replica_id: str, reduced: tuple, digest: bool, after: Any = None
+                   ) -> str | None:
     replica = _replica(replica_id)
     grads, new_state = reduced[0], reduced[1]
     params, opt_state = replica.apply(replica.params, replica.opt_state, grads)
