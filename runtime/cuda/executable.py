@@ -73,7 +73,8 @@ class HostStep:
                   for b, shape in zip(self.inputs, self.input_shapes)]
         with np.errstate(all="ignore"):
             result = eval_node(self.node, values)
-        table[self.out].copy_to_device(np.ascontiguousarray(result).reshape(-1))
+        if np.size(result):
+            table[self.out].copy_to_device(np.ascontiguousarray(result).reshape(-1))
 
 
 @dataclass
