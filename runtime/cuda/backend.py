@@ -116,10 +116,10 @@ def render_step(step: Kernel, program: Program, position: int, simulator: bool,
             return []
         if epilogue_fusible(step):
             store = product_needed(program, position, step)
-            return [render_matmul(step, buffers, simulator, store)]
+            return [render_matmul(step, buffers, simulator, store, sm_count)]
         plain = MatmulKernel(step.name, step.a, step.b, step.out, step.batch, step.m, step.n,
                              step.k, step.dtype, None, step.nodes)
-        return [render_matmul(plain, buffers, simulator, True),
+        return [render_matmul(plain, buffers, simulator, True, sm_count),
                 *render_step(step.epilogue, program, position, simulator, sm_count, scratch)]
     raise CompileError(f"the CUDA backend does not know the step {type(step).__name__}")
 
