@@ -71,3 +71,114 @@ def test_smaller_or_float64_products_take_64_tiles(m, n, dtype, batch):
     kernel = _gpu_matmul(m, 64, n, dtype, batch)
     assert kernel.launch.block == (16, 16)
     assert "c3_3" in kernel.source and "c4_4" not in kernel.source
+
+
+# ---------------------------------------------------------------- the GEMM library path
+
+class HostGemm:
+    """A stand-in GEMM library for the simulator: the product by NumPy on host copies of the
+    same strided views a real library gets."""
+
+    name = "NumPy stand-in"
+
+    def __init__(self) -> None:
+        self.shapes: list[tuple] = []
+
+    def available(self) -> bool:
+        return True
+
+    def matmul(self, a, a_view, b, b_view, out, out_shape) -> None:
+        product = _host_view(a, a_view) @ _host_view(b, b_view)
+        assert product.shape == tuple(out_shape)
+        self.shapes.append((a_view.shape, b_view.shape))
+        out.copy_to_device(np.ascontiguousarray(product).reshape(-1))
+
+
+def _host_view(flat, view):
+    host = flat.copy_to_host()
+    return np.lib.stride_tricks.as_strided(host[view.offset:], view.shape,
+                                           [s * host.itemsize for s in view.strides])
+
+
+@pytest.fixture
+def host_gemm(monkeypatch):
+    from graphjit.runtime.cuda import library
+
+    gemm = HostGemm()
+    monkeypatch.setattr(library, "GEMM_LIBRARIES", [gemm])
+    monkeypatch.setattr(library, "LIBRARY_MIN_FLOPS", 1)
+    monkeypatch.setattr(library, "LIBRARY_MIN_SIDE", 1)
+    return gemm
+
+
+def _f32(rng, *shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+LIBRARY_CASES = {
+    "bias_relu": (lambda x, w, b: np.maximum(x @ w + b, 0), ((5, 7), (7, 6), (6,))),
+    "transposed": (lambda a, b: a.T @ b.T, ((7, 5), (6, 7))),
+    "batched_broadcast_epilogue": (lambda a, b, c: np.tanh(a @ b) * c, ((2, 3, 4), (4, 5), (5,))),
+    "no_epilogue": (lambda a, b: a @ b, ((3, 4), (4, 2))),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LIBRARY_CASES))
+def test_library_product_with_its_epilogue_as_a_separate_kernel(host_gemm, name):
+    import graphjit as gj
+    from helpers import check_against_numpy
+
+    fn, shapes = LIBRARY_CASES[name]
+    rng = np.random.default_rng(len(name))
+    args = [_f32(rng, *shape) for shape in shapes]
+    check_against_numpy(fn, *args, target="cuda", rtol=1e-5, atol=1e-5)
+    assert host_gemm.shapes, "the product did not go to the library"
+    text = gj.jit(fn, target="cuda").lower(*args).as_text("cuda")
+    assert "library step" in text and "NumPy stand-in" in text
+    assert "tile_a" not in text                       # no tiled kernel left
+    has_epilogue = name in ("bias_relu", "batched_broadcast_epilogue")
+    assert ("elementwise kernel" in text) == has_epilogue   # the epilogue, fused on its own
+
+
+def test_library_is_used_only_for_large_float_products():
+    from graphjit.compiler.kernel import MatmulKernel
+    from graphjit.runtime.cuda.library import uses_library
+
+    def product(m, n, k, dtype=F32, batch=()):
+        return MatmulKernel("mm", None, None, 0, batch, m, n, k, np.dtype(dtype), None, ())
+
+    assert uses_library(product(4096, 4096, 4096))
+    assert uses_library(product(4096, 4096, 4096, F64))
+    assert uses_library(product(256, 256, 64, batch=(4,)))
+    assert not uses_library(product(64, 64, 64))                 # the fused kernel wins
+    assert not uses_library(product(1 << 16, 8, 1 << 10))        # a side too short
+    assert not uses_library(product(4096, 4096, 4096, np.int64))  # no integer GEMM
+
+
+def test_without_a_library_the_tiled_kernel_runs(monkeypatch):
+    from graphjit.runtime.cuda import library
+
+    monkeypatch.setattr(library, "LIBRARY_MIN_FLOPS", 1)
+    monkeypatch.setattr(library, "LIBRARY_MIN_SIDE", 1)
+    assert not library.CuPyGemm().available()          # the simulator has no cuBLAS
+    program = matmul_program((3, 4), (4, 2), F32).program()
+    (kernel,) = render_program(program, simulator=True)
+    assert kernel.kind == "matmul"
+
+
+def _cublas_reachable() -> bool:
+    from graphjit.runtime.cuda.library import CuPyGemm
+
+    return CuPyGemm().available()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cublas_reachable(), reason="needs a real CUDA GPU and CuPy (cuBLAS)")
+def test_gpu_cublas_product_with_epilogue_matches_numpy():
+    import graphjit as gj
+
+    rng = np.random.default_rng(3)
+    x, w, b = _f32(rng, 512, 384), _f32(rng, 384, 640), _f32(rng, 640)
+    fn = gj.jit(lambda x, w, b: np.maximum(x @ w + b, 0), target="cuda")
+    np.testing.assert_allclose(fn(x, w, b), np.maximum(x @ w + b, 0), rtol=1e-4, atol=1e-4)
+    assert "cuBLAS" in fn.lower(x, w, b).as_text("cuda")
