@@ -178,6 +178,27 @@ def copy_into(target: Any, value: Any) -> None:
         _launch_copy(size, len(shape), False, flat, destination)
 
 
+def output_allocator() -> Callable[[int, np.dtype], Any]:
+    """How a call allocates its outputs (flat device arrays the caller keeps). With CuPy on a
+    GPU: from CuPy's memory pool, wrapped for Numba without a copy (the Numba array owns the CuPy
+    one, so the block returns to the pool when the caller drops the result); a fresh
+    cuMemAlloc per output, and Numba's deferred cuMemFree, which synchronises the device, would
+    cost more than a large elementwise kernel. Otherwise (no CuPy, the simulator) Numba's own
+    device_array."""
+    cuda = numba_cuda()
+    if not simulator_enabled():
+        try:
+            import cupy
+
+            if cupy.cuda.runtime.getDeviceCount() > 0:
+                def pooled(size: int, dtype: np.dtype) -> Any:
+                    return cuda.as_cuda_array(cupy.empty(max(size, 1), dtype))[:size]
+                return pooled
+        except Exception:
+            pass
+    return lambda size, dtype: cuda.device_array(max(size, 1), dtype)[:size]
+
+
 def _to_cupy(array: Any) -> Any:
     import cupy
 
