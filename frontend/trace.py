@@ -44,6 +44,15 @@ def is_device_array(value: Any) -> bool:
         hasattr(value, "copy_to_host") and hasattr(value, "shape") and hasattr(value, "dtype"))
 
 
+def device_array_dtype(value: Any) -> np.dtype:
+    """The NumPy dtype of a device array (a torch dtype is not one: read the interface's
+    typestr)."""
+    interface = getattr(value, "__cuda_array_interface__", None)
+    if isinstance(interface, dict) and "typestr" in interface:
+        return np.dtype(interface["typestr"])
+    return np.dtype(value.dtype)
+
+
 def leaf_spec(value: Any, where: str) -> LeafSpec:
     if isinstance(value, np.ndarray):
         if not is_supported(value.dtype):
@@ -61,7 +70,12 @@ def leaf_spec(value: Any, where: str) -> LeafSpec:
         return LeafSpec((), np.asarray(value).dtype if not isinstance(value, int) or
                         isinstance(value, bool) else np.dtype(np.int64), weak=True)
     if is_device_array(value):   # target="cuda" uses device arrays in place (no host copy)
-        return LeafSpec(tuple(value.shape), np.dtype(value.dtype))
+        dtype = device_array_dtype(value)
+        if not is_supported(dtype):
+            raise DTypeError(f"{where} is a device array of dtype {dtype}; graphjit compiles "
+                             "float32, float64, int32, int64 and bool: convert it on the device "
+                             "(.astype()) before the call", user_source())
+        return LeafSpec(tuple(value.shape), dtype)
     raise ArgumentError(f"{where} is of type {type(value).__name__}, which graphjit cannot pass "
                         "to compiled code: pass NumPy arrays, NumPy or Python scalars, or "
                         "tuples/lists/dicts of them, or mark the argument static with "

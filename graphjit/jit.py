@@ -23,7 +23,9 @@ from graphjit.compiler.errors import ArgumentError, GraphjitError
 from graphjit.compiler.pipeline import PassLog
 from graphjit.compiler.pipeline import compile as compile_graph
 from graphjit.frontend.pytree import flatten, unflatten
-from graphjit.frontend.trace import LeafSpec, TracedFunction, leaf_spec, trace
+from graphjit.frontend.trace import (
+    LeafSpec, TracedFunction, device_array_dtype, is_device_array, leaf_spec, trace,
+)
 from graphjit.frontend.tracer import Tracer
 
 from . import backends
@@ -76,9 +78,15 @@ class CompiledEntry:
         # write back into the caller's arrays, not the contiguous copies made for the call
         targets = leaves if originals is None else originals
         for leaf_index, out_index in self.writebacks:
-            target = targets[leaf_index]
-            if not isinstance(target, np.generic):   # a NumPy scalar is immutable: `v += 1` rebinds
-                np.copyto(target, outs[out_index])
+            target, value = targets[leaf_index], outs[out_index]
+            if isinstance(target, np.generic):   # a NumPy scalar is immutable: `v += 1` rebinds
+                continue
+            if is_device_array(target) or is_device_array(value):    # target="cuda"
+                from graphjit.runtime.cuda.device import copy_into
+
+                copy_into(target, value)
+            else:
+                np.copyto(target, value)
         result = outs[: self.n_user] if self.writebacks else outs
         result = [_to_user(r, weak) for r, weak in zip(result, self.out_weak)]
         if self.out_tree == ("leaf",):
@@ -203,7 +211,7 @@ class JitFunction:
         leaves, treedef = flatten((dynamic_args, dynamic_kwargs))
         specs = []
         for n, leaf in enumerate(leaves):
-            specs.append(_leaf_key(leaf, n, self.__name__))
+            specs.append(_leaf_key(leaf, n, self.__name__, self.target))
         try:
             static_key = tuple(sorted((str(k), v) for k, v in static.items()))
             hash(static_key)
@@ -636,7 +644,7 @@ def _contiguous(array: np.ndarray) -> np.ndarray:
     return array if array.flags.c_contiguous else np.ascontiguousarray(array)
 
 
-def _leaf_key(leaf: Any, n: int, name: str) -> Any:
+def _leaf_key(leaf: Any, n: int, name: str, target: str = "cpu") -> Any:
     kind = type(leaf)
     if kind is np.ndarray:
         return (leaf.shape, leaf.dtype)
@@ -647,7 +655,12 @@ def _leaf_key(leaf: Any, n: int, name: str) -> Any:
     if isinstance(leaf, np.ndarray):
         return (leaf.shape, leaf.dtype)
     if hasattr(leaf, "__cuda_array_interface__") or hasattr(leaf, "copy_to_host"):
-        return (tuple(leaf.shape), np.dtype(leaf.dtype))   # a CUDA device array (target="cuda")
+        if target != "cuda":
+            raise ArgumentError(
+                f"argument leaf {n} of {name}() is a CUDA device array ({kind.__name__}), but "
+                f"{name} compiles for target={target!r}: use gj.jit(..., target='cuda'), or "
+                "copy it to the host first (.copy_to_host(), .get(), .cpu().numpy())")
+        return (tuple(leaf.shape), device_array_dtype(leaf))
     leaf_spec(leaf, f"argument leaf {n} of {name}()")  # raises the clear error
     return kind
 
