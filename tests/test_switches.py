@@ -26,7 +26,7 @@ def _messages(caught) -> list[str]:
     return [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
 
 
-@pytest.mark.parametrize("value", ["abc", "0", "-3", "2.5"])
+@pytest.mark.parametrize("value", ["abc", "2.5", "four"])
 def test_a_bad_thread_count_warns_once_and_uses_the_cores(monkeypatch, value):
     monkeypatch.setenv("GRAPHJIT_NUM_THREADS", value)
     monkeypatch.setattr(threads, "_warned_settings", set())
@@ -40,6 +40,8 @@ def test_a_bad_thread_count_warns_once_and_uses_the_cores(monkeypatch, value):
 def test_a_good_thread_count_is_used(monkeypatch):
     monkeypatch.setenv("GRAPHJIT_NUM_THREADS", "3")
     assert threads.num_threads() == 3
+    monkeypatch.setenv("GRAPHJIT_NUM_THREADS", "0")      # no worker threads
+    assert threads.num_threads() == 1
 
 
 def _cache_dir_cases(tmp_path):

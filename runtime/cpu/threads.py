@@ -54,13 +54,10 @@ def num_threads() -> int:
     configured = os.environ.get("GRAPHJIT_NUM_THREADS", "").strip()
     if configured:
         try:
-            value = int(configured)
+            return max(1, int(configured))      # 0 or less: no worker threads
         except ValueError:
-            value = 0
-        if value >= 1:
-            return value
-        _warn_setting_once(f"graphjit: GRAPHJIT_NUM_THREADS={configured!r} is not a thread count "
-                           "(a whole number >= 1); using the number of usable cores")
+            _warn_setting_once(f"graphjit: GRAPHJIT_NUM_THREADS={configured!r} is not a thread "
+                               "count (a whole number); using the number of usable cores")
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
