@@ -46,3 +46,7 @@ class ConfigurationError(GraphjitError, ValueError):
 
 class VerifyError(GraphjitError, AssertionError):
     """The IR verifier found a node whose shape or dtype disagrees with its op's rules."""
+
+
+class AllocationError(GraphjitError, MemoryError):
+    """A call's result or intermediate array could not be allocated (too big for memory)."""

@@ -10,7 +10,7 @@ import importlib
 from typing import Any
 
 from graphjit.compiler.errors import (
-    ArgumentError, CompileError, ConfigurationError, DTypeError, GraphjitError, ShapeError,
+    AllocationError, ArgumentError, CompileError, ConfigurationError, DTypeError, GraphjitError, ShapeError,
     TracerBoolError, UnsupportedError,
 )
 
@@ -55,6 +55,6 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "jit", "JitFunction", "Lowered", "GraphjitError", "TracerBoolError", "UnsupportedError",
+    "jit", "JitFunction", "Lowered", "GraphjitError", "AllocationError", "TracerBoolError", "UnsupportedError",
     "ShapeError", "DTypeError", "ArgumentError", "CompileError", "ConfigurationError", "__version__", *_LAZY,
 ]

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from graphjit.compiler.errors import ArgumentError, GraphjitError
+from graphjit.compiler.errors import AllocationError, ArgumentError, GraphjitError
 from graphjit.compiler.pipeline import PassLog
 from graphjit.compiler.pipeline import compile as compile_graph
 from graphjit.frontend.pytree import flatten, unflatten
@@ -74,9 +74,15 @@ class CompiledEntry:
         return lambda args: self(_contiguous_leaves(args), args)
 
     def __call__(self, leaves: list, originals: Sequence | None = None) -> Any:
-        outs = self.run(leaves)
-        # write back into the caller's arrays, not the contiguous copies made for the call
+        # write back into the caller's arrays, not the contiguous copies made for the call;
+        # checked before anything runs, so a refused call changes nothing
         targets = leaves if originals is None else originals
+        for leaf_index, out_index in self.writebacks:
+            flags = getattr(targets[leaf_index], "flags", None)
+            if flags is not None and not flags.writeable and not isinstance(
+                    targets[leaf_index], np.generic):
+                raise self._read_only_error(leaf_index, out_index)
+        outs = self.run(leaves)
         for leaf_index, out_index in self.writebacks:
             target, value = targets[leaf_index], outs[out_index]
             if isinstance(target, np.generic):   # a NumPy scalar is immutable: `v += 1` rebinds
@@ -92,6 +98,54 @@ class CompiledEntry:
         if self.out_tree == ("leaf",):
             return result[0]
         return unflatten(self.out_tree, result)
+
+
+    def _read_only_error(self, leaf_index: int, out_index: int) -> ArgumentError:
+        graph = self.traced.graph
+        source = graph.node(graph.outputs[out_index]).source if out_index < len(
+            graph.outputs) else ""
+        spec = self.specs[leaf_index]
+        return ArgumentError(
+            f"{self.lowered.jitted.__name__}() updates argument leaf {leaf_index} "
+            f"({spec.shape} {spec.dtype}) in place, but the array passed is read-only "
+            "(flags.writeable is False); pass a writeable array (a.copy()), or return the "
+            "new value instead of updating the argument", source or None)
+
+    def allocation_error(self, exc: MemoryError) -> AllocationError:
+        """The user's array behind a failed allocation: the result or intermediate the
+        requested size belongs to (the largest one, when the size names none)."""
+        program = self.lowered.program
+        graph = program.graph
+        requested = _requested_bytes(str(exc))
+        candidates = [b for b in program.buffers if b.kind.name in ("OUTPUT", "TEMP")]
+        if not candidates:
+            return AllocationError(f"out of memory: {exc}")
+        exact = [b for b in candidates if requested is not None
+                 and requested - 64 <= b.nbytes <= requested]
+        buffer = max(exact or candidates, key=lambda b: b.nbytes)
+        outputs = [b.index for b in program.buffers if b.kind.name == "OUTPUT"]
+        what = (f"result {outputs.index(buffer.index)}" if buffer.index in outputs
+                else "an intermediate array")
+        source = graph.node(buffer.node).source if buffer.node in graph else ""
+        return AllocationError(
+            f"{self.lowered.jitted.__name__}(): out of memory allocating {what} of shape "
+            f"{buffer.shape} and dtype {buffer.dtype} ({_format_bytes(buffer.nbytes)}); "
+            "call it on smaller inputs, or split the work into chunks", source or None)
+
+
+def _requested_bytes(message: str) -> int | None:
+    """The byte count of NumPy's "Unable to allocate ... shape (N,) and data type uint8"."""
+    import re
+
+    match = re.search(r"shape \((\d+),\) and data type (?:u?int8|bool)", message)
+    return int(match.group(1)) if match else None
+
+
+def _format_bytes(count: int) -> str:
+    for unit, size in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if count >= size:
+            return f"{count / size:.2f} {unit}"
+    return f"{count} bytes"
 
 
 def _to_user(array: np.ndarray, weak: bool) -> Any:
@@ -141,26 +195,36 @@ class JitFunction:
 
     # ------------------------------------------------------------ calling
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        tree = None
-        if self._simple:
-            if not kwargs:
-                # the hit path: a key from (shape, dtype) per argument, one dict lookup, one call
-                entry = self._cache.get(_fast_key(args))
-                # (arguments that share memory matter only to a function that writes arguments)
-                if entry is not None and not (entry.writebacks and _may_alias(args)):
-                    self.hits = entry.used = self.hits + 1
-                    return entry.call_positional(args)
-            # keyword, dict, list and tuple arguments: one walk gives a key and the leaves, and
-            # the order the compiled entry takes them in was remembered on the first call
-            tree = _tree_key(args, kwargs)
-            if tree is not None:
-                known = self._tree_cache.get(tree[0])
-                if known is not None:
-                    entry, order = known
-                    leaves = tree[1] if order is None else [tree[1][i] for i in order]
-                    if not (entry.writebacks and _may_alias(leaves)):
+        try:
+            if self._simple:
+                if not kwargs:
+                    # the hit path: a key from (shape, dtype) per argument, one dict lookup,
+                    # one call (arguments that share memory matter only to a function that
+                    # writes arguments)
+                    entry = self._cache.get(_fast_key(args))
+                    if entry is not None and not (entry.writebacks and _may_alias(args)):
                         self.hits = entry.used = self.hits + 1
-                        return entry.call_positional(leaves)
+                        return entry.call_positional(args)
+                # keyword, dict, list and tuple arguments: one walk gives a key and the leaves,
+                # and the order the compiled entry takes them in was remembered on first call
+                tree = _tree_key(args, kwargs)
+                if tree is not None:
+                    known = self._tree_cache.get(tree[0])
+                    if known is not None:
+                        entry, order = known
+                        leaves = tree[1] if order is None else [tree[1][i] for i in order]
+                        if not (entry.writebacks and _may_alias(leaves)):
+                            self.hits = entry.used = self.hits + 1
+                            return entry.call_positional(leaves)
+            else:
+                tree = None
+            return self._call_slowly(args, kwargs, tree)
+        except MemoryError as exc:
+            if isinstance(exc, GraphjitError):
+                raise
+            raise self._allocation_error(exc, args, kwargs) from None
+
+    def _call_slowly(self, args: tuple, kwargs: dict, tree: tuple | None) -> Any:
         if _contains_tracer(args, kwargs):
             # called inside another trace (jit of jit, grad of jit): inline the function
             return self.fn(*args, **kwargs)
@@ -176,6 +240,16 @@ class JitFunction:
         if tree is not None and not aliases:    # alias-specialised entries stay off the fast map
             self._remember_tree(tree, leaves, entry)
         return entry(_contiguous_leaves(leaves), leaves)
+
+    def _allocation_error(self, exc: MemoryError, args: tuple, kwargs: dict) -> GraphjitError:
+        try:
+            key, _, _ = self._key_and_leaves(args, kwargs)
+            entry = self._cache.get(key)
+        except GraphjitError:
+            entry = None
+        if entry is None:
+            return AllocationError(f"{self.__name__}(): out of memory while compiling: {exc}")
+        return entry.allocation_error(exc)
 
     def _remember_tree(self, tree: tuple[tuple, list], leaves: list, entry: CompiledEntry) -> None:
         """Map this call's tree key to `entry` and to the order its leaves are taken in (found
@@ -287,14 +361,14 @@ class JitFunction:
                 f"while it was traced ({_definition_site(self.fn)}): they were drawn once, at "
                 "trace time, and every call returns the same values. Use gj.random with a key "
                 "argument instead (key = gj.random.key(seed); gj.random.normal(key, shape); "
-                "gj.random.split(key) for a new key per call).", RuntimeWarning, stacklevel=5)
+                "gj.random.split(key) for a new key per call).", RuntimeWarning, stacklevel=6)
         log = PassLog()
         program = compile_graph(traced.graph, log)
         stats.update(log.stats())
         traced.graph = program.graph
         executable = backends.compile(program, self.target, stats)
         lowered = Lowered(self, traced, log, program, executable, stats)
-        lowered.dump_if_requested()
+        _dump(lowered)
         return lowered
 
     def _note_shapes(self, specs: list[LeafSpec]) -> None:
@@ -307,7 +381,7 @@ class JitFunction:
                 f"graphjit: {self.__name__} has been compiled {self.misses} times because "
                 f"argument shapes keep changing ({changing}). Each new shape retraces and "
                 "recompiles; pad inputs to a few fixed shapes, or mark non-array arguments "
-                "static.", RuntimeWarning, stacklevel=3)
+                "static.", RuntimeWarning, stacklevel=5)
 
     # ------------------------------------------------------------ inspection
     def lower(self, *args: Any, **kwargs: Any) -> Lowered:
@@ -483,6 +557,23 @@ def _trim_heap() -> None:
     trim = _malloc_trim()
     if trim is not None:
         trim(0)
+
+
+_dump_warnings: set[str] = set()
+
+
+def _dump(lowered: Lowered) -> None:
+    """GRAPHJIT_DUMP is a debugging aid: if it cannot write, say so once, and never fail."""
+    try:
+        lowered.dump_if_requested()
+    except OSError as exc:
+        directory = os.environ.get("GRAPHJIT_DUMP", "")
+        if directory not in _dump_warnings:
+            _dump_warnings.add(directory)
+            warnings.warn(f"graphjit: GRAPHJIT_DUMP={directory!r}: cannot write the "
+                          f"compilation dump there ({exc.strerror or exc}); compiling without "
+                          "it. Point GRAPHJIT_DUMP at a directory you can create, or unset it.",
+                          RuntimeWarning, stacklevel=7)
 
 
 def _global_random_states() -> tuple:

@@ -302,3 +302,37 @@ def test_explicit_keys_do_not_warn():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fn(gj.random.key(0), X)
+
+
+# ---------------------------------------------------------------- read-only and out of memory
+
+def test_writing_into_a_read_only_argument_is_refused_before_anything_runs():
+    def update(a, b):
+        a += 1.0
+        b *= 2.0
+        return a.sum()
+
+    a, b = X.copy(), X.copy()
+    b.flags.writeable = False
+    with pytest.raises(ArgumentError) as info:
+        gj.jit(update)(a, b)
+    message = str(info.value)
+    assert f"{THIS_FILE}:{line_of(update, 'b *= 2.0')}" in message, message
+    assert "read-only" in message and "(3, 4)" in message
+    np.testing.assert_array_equal(a, X)      # the writeable argument was not touched either
+    b.flags.writeable = True
+    gj.jit(update)(a, b)
+    np.testing.assert_array_equal(b, X * 2)
+
+
+def test_a_failed_allocation_names_the_users_array_and_its_shape():
+    def outer(v):
+        return np.multiply.outer(v, v) + 1.0
+
+    with pytest.raises(gj.AllocationError) as info:
+        gj.jit(outer)(np.ones(2_000_000))
+    message = str(info.value)
+    assert isinstance(info.value, MemoryError) and isinstance(info.value, gj.GraphjitError)
+    assert "(2000000, 2000000)" in message and "float64" in message, message
+    assert f"{THIS_FILE}:{line_of(outer, 'np.multiply.outer')}" in message, message
+    assert "uint8" not in message

@@ -54,13 +54,25 @@ def num_threads() -> int:
     configured = os.environ.get("GRAPHJIT_NUM_THREADS", "").strip()
     if configured:
         try:
-            return max(1, int(configured))
+            return max(1, int(configured))      # 0 or less: no worker threads
         except ValueError:
-            pass
+            _warn_setting_once(f"graphjit: GRAPHJIT_NUM_THREADS={configured!r} is not a thread "
+                               "count (a whole number); using the number of usable cores")
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
         return max(1, os.cpu_count() or 1)
+
+
+_warned_settings: set[str] = set()
+
+
+def _warn_setting_once(message: str) -> None:
+    if message not in _warned_settings:
+        _warned_settings.add(message)
+        import warnings
+
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
 def split(extent: int, chunks: int) -> list[tuple[int, int]]:
