@@ -243,6 +243,7 @@ def run_worker(options: argparse.Namespace) -> dict[str, Any]:
         report["cells"][key] = measure_cell(system, functions[workload.name], workload, size, plan)
     if not options.cells:
         report["dispatch_us"] = measure_dispatch(system, functions["add_one"], plan)
+        report["dispatch_kinds_us"] = measure_dispatch_kinds(system, plan)
     return report
 
 
@@ -273,13 +274,68 @@ def measure_dispatch(system: System, fn: Callable, plan: dict[str, float]) -> fl
         return None
 
 
+def _dispatch_positional(x):
+    return x + 1
+
+
+def _dispatch_dict(tree):
+    return tree["x"] + 1
+
+
+def _dispatch_list(items):
+    return items[0] + 1
+
+
+DISPATCH_KINDS = ("positional", "keyword", "dict", "list")
+
+
+def dispatch_compiler(system: System) -> Callable[[Callable], Callable] | None:
+    """How `system` compiles a plain Python function with pytree arguments (None: it can't)."""
+    if system.name == "graphjit":
+        import graphjit as gj
+
+        return gj.jit
+    if system.name == "jax":
+        return system.jax.jit
+    if system.name in ("numpy", "torch"):
+        return lambda fn: fn
+    return None
+
+
+def measure_dispatch_kinds(system: System, plan: dict[str, float]) -> dict[str, float] | None:
+    """Microseconds per already-compiled call of `x + 1` on 8 float32 elements, by how the
+    argument is passed: positionally, by keyword, in a dict, in a list."""
+    compile_fn = dispatch_compiler(system)
+    if compile_fn is None:
+        return None
+    x = system.to_native(np.arange(8, dtype=np.float32))
+    positional, from_dict, from_list = (compile_fn(f) for f in (
+        _dispatch_positional, _dispatch_dict, _dispatch_list))
+    sync = system.sync
+    calls = {"positional": lambda: sync(positional(x)),
+             "keyword": lambda: sync(positional(x=x)),
+             "dict": lambda: sync(from_dict({"x": x})),
+             "list": lambda: sync(from_list([x]))}
+    result = {}
+    for kind in DISPATCH_KINDS:
+        try:
+            calls[kind]()
+            result[kind] = statistics.median(time_call(calls[kind], plan)) * 1e6
+        except Exception:
+            result[kind] = None
+    return result
+
+
 def run_first_call(options: argparse.Namespace) -> dict[str, Any]:
-    """In this fresh process: seconds for the first call (trace + compile + run) of one workload."""
+    """In this fresh process: seconds to import the system and build its functions, then for
+    the first call (trace + compile + run) of one workload, after that import."""
     workload = wl.BY_NAME[options.first_call]
     size = workload.sizes[0]
     inputs = [a for a in workload.make_inputs(*size.params)]
+    start = time.perf_counter()
     system = make_system(options.worker)
     fn = system.functions()[workload.name]
+    imported = time.perf_counter() - start
     native_args = [system.to_native(a) for a in inputs]
     call = system.stepper(fn, workload.name)
     start = time.perf_counter()
@@ -287,7 +343,8 @@ def run_first_call(options: argparse.Namespace) -> dict[str, Any]:
     first = time.perf_counter() - start
     start = time.perf_counter()
     call(native_args)
-    return {"first_s": first, "second_s": time.perf_counter() - start, "size": size.label}
+    return {"first_s": first, "second_s": time.perf_counter() - start, "import_s": imported,
+            "size": size.label}
 
 
 def run_triad(options: argparse.Namespace) -> dict[str, Any]:
@@ -398,21 +455,56 @@ def rerun_changed(options: argparse.Namespace, results: dict[str, dict],
     return notes
 
 
+FIRST_CALL_REPEATS = 3     # fresh processes per figure (the median is reported)
+
+
+def first_call_environment(pycache: str) -> dict[str, str]:
+    """Bytecode on, in a private prefix: an installed package has compiled .pyc files (pip
+    writes them), so neither graphjit's editable checkout nor a PYTHONDONTWRITEBYTECODE
+    environment should charge source compilation to its first call."""
+    return {"PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": pycache}
+
+
+def median_entry(entries: list[dict]) -> dict:
+    """The entry with the median first_s (failures win: they must be seen)."""
+    failed = [e for e in entries if "first_s" not in e]
+    if failed:
+        return failed[0]
+    ordered = sorted(entries, key=lambda e: e["first_s"])
+    chosen = dict(ordered[len(ordered) // 2])
+    chosen["all_first_s"] = [e["first_s"] for e in entries]
+    return chosen
+
+
 def measure_first_calls(options: argparse.Namespace, systems: list[str]) -> dict[str, dict]:
-    """First call in a fresh process with empty caches; for graphjit also the disk-cache load
-    (a second fresh process over the cache the first one filled)."""
+    """First call in a fresh process with empty caches (cold); for graphjit also over the disk
+    cache a first process filled (warm: a second fresh process). Each the median of
+    FIRST_CALL_REPEATS processes, after one untimed process per system that compiles the
+    bytecode both use."""
     names = [n for n in FIRST_CALL_WORKLOADS if not options.only or n in options.only]
+    repeats = 1 if options.quick else FIRST_CALL_REPEATS
     first: dict[str, dict] = {}
-    for system in (s for s in systems if s in COMPILING):
-        for name in names:
-            with tempfile.TemporaryDirectory(prefix="gj-cache-") as cache:
-                environment = {"GRAPHJIT_CACHE_DIR": cache, "TORCHINDUCTOR_CACHE_DIR": cache,
-                               "NUMBA_CACHE_DIR": cache}
-                arguments = ["--worker", system, "--first-call", name]
-                entry = {"cold": spawn(arguments, environment)}
-                if system == "graphjit" and importlib.util.find_spec("graphjit.cache"):
-                    entry["disk_cache"] = spawn(arguments, environment)
-            first.setdefault(system, {})[name] = entry
+    with tempfile.TemporaryDirectory(prefix="gj-pyc-") as pycache:
+        base = first_call_environment(pycache)
+        for system in (s for s in systems if s in COMPILING):
+            for name in names:
+                with tempfile.TemporaryDirectory(prefix="gj-warmup-") as cache:
+                    spawn(["--worker", system, "--first-call", name],
+                          {**base, "GRAPHJIT_CACHE_DIR": cache, "NUMBA_CACHE_DIR": cache,
+                           "TORCHINDUCTOR_CACHE_DIR": cache})
+                colds, warms = [], []
+                for _ in range(repeats):
+                    with tempfile.TemporaryDirectory(prefix="gj-cache-") as cache:
+                        environment = {**base, "GRAPHJIT_CACHE_DIR": cache,
+                                       "TORCHINDUCTOR_CACHE_DIR": cache, "NUMBA_CACHE_DIR": cache}
+                        arguments = ["--worker", system, "--first-call", name]
+                        colds.append(spawn(arguments, environment))
+                        if system == "graphjit":
+                            warms.append(spawn(arguments, environment))
+                entry = {"cold": median_entry(colds)}
+                if warms:
+                    entry["disk_cache"] = median_entry(warms)
+                first.setdefault(system, {})[name] = entry
     return first
 
 
@@ -520,19 +612,51 @@ def dispatch_lines(systems: list[str], results: dict[str, dict]) -> list[str]:
             "| dispatch: `x + 1` on 8 elements, us per call | " + " | ".join(cells) + " |"]
 
 
+def dispatch_kind_lines(systems: list[str], results: dict[str, dict]) -> list[str]:
+    """us per call by argument kind, and each kind's cost over the positional call."""
+    shown = [s for s in systems if results.get(s, {}).get("dispatch_kinds_us")]
+    if not shown:
+        return []
+    lines = ["| `x + 1` on 8 elements, us per call (x vs positional) | "
+             + " | ".join(TITLES[s] for s in shown) + " |", "|---|" + "---|" * len(shown)]
+    for kind in DISPATCH_KINDS:
+        cells = []
+        for system in shown:
+            kinds = results[system]["dispatch_kinds_us"]
+            value, base = kinds.get(kind), kinds.get("positional")
+            if value is None:
+                cells.append("-")
+            elif kind == "positional" or not base:
+                cells.append(f"{value:.2f}")
+            else:
+                cells.append(f"{value:.2f} ({value / base:.1f}x)")
+        lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def first_call_lines(systems: list[str], first: dict[str, dict]) -> list[str]:
-    lines = ["| first call (fresh process, empty caches) | system | seconds |", "|---|---|---|"]
-    for system in systems:
-        for name, entry in first.get(system, {}).items():
+    lines = ["| first call (fresh process) | system | import | first call after import |",
+             "|---|---|---|---|"]
+
+    def cells(entry: dict) -> tuple[str, str]:
+        if "first_s" not in entry:
+            return "-", entry.get("failed", "-")
+        return f"{entry['import_s'] * 1e3:.0f} ms", f"{entry['first_s'] * 1e3:.1f} ms"
+
+    for name in FIRST_CALL_WORKLOADS:
+        for system in systems:
+            entry = first.get(system, {}).get(name)
+            if not entry:
+                continue
             cold = entry["cold"]
-            value = f"{cold['first_s']:.3f}" if "first_s" in cold else cold.get("failed", "-")
-            lines.append(f"| {name} {cold.get('size', '')} | {TITLES[system]} | {value} |")
+            imported, call = cells(cold)
+            lines.append(f"| {name} {cold.get('size', '')}, empty caches | {TITLES[system]} | "
+                         f"{imported} | {call} |")
             disk = entry.get("disk_cache")
             if disk:
-                value = f"{disk['first_s'] * 1e3:.1f} ms" if "first_s" in disk else disk.get(
-                    "failed", "-")
-                lines.append(f"| {name}: disk-cache load (second fresh process) | "
-                             f"{TITLES[system]} | {value} |")
+                imported, call = cells(disk)
+                lines.append(f"| {name}, warm disk cache | {TITLES[system]} | {imported} | "
+                             f"{call} |")
     return lines
 
 
@@ -572,8 +696,17 @@ def build_report(options, systems, missing, results, triad, first, notes) -> str
         lines += [f"- {note}" for note in footnotes + notes] + [""]
     lines += ["## Bandwidth", "", *bandwidth_lines(systems, results, triad), ""]
     lines += ["## Dispatch overhead", "", *dispatch_lines(systems, results), ""]
+    kinds = dispatch_kind_lines(systems, results)
+    if kinds:
+        lines += ["By argument kind (keyword: `f(x=x)`, dict: `f({'x': x})`, list: `f([x])`):",
+                  "", *kinds, ""]
     if first:
-        lines += ["## First-call compile time", "", *first_call_lines(systems, first), ""]
+        lines += ["## First-call compile time", "",
+                  f"Median of {1 if options.quick else FIRST_CALL_REPEATS} fresh processes each;"
+                  " bytecode compiled beforehand for every system (as in an installed package)."
+                  " Import: the system and its workload functions; first call: trace, compile"
+                  " (or load) and run, after that import.", "",
+                  *first_call_lines(systems, first), ""]
     return "\n".join(lines)
 
 

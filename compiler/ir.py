@@ -1,9 +1,13 @@
-"""The IR: a networkx graph of immutable typed `Node` records.
+"""The IR: a graph of immutable typed `Node` records.
 
 Node ids grow in creation order and a node can only refer to existing nodes, so sorting the ids
 gives a topological order for free. Passes never mutate a graph they are given: they build a new one.
-Per-node results of analyses (fusion group, buffer slot) go in the networkx node's `meta` dict,
-like torch.fx's `node.meta`.
+Per-node results of analyses (fusion group, buffer slot) go in the node's `meta` dict, like
+torch.fx's `node.meta`.
+
+The nodes live in plain dicts (a call that compiles never imports networkx: it costs ~80 ms);
+`graph.nx` is a networkx MultiDiGraph view over the same per-node dicts, built on first use for
+graph algorithms and inspection.
 """
 from __future__ import annotations
 
@@ -11,7 +15,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import networkx as nx
 import numpy as np
 
 from .errors import DTypeError, ShapeError
@@ -83,7 +86,11 @@ class Graph:
 
     def __init__(self, name: str = "fn"):
         self.name = name
-        self.nx = nx.MultiDiGraph()
+        # id -> {"node": Node, "meta": dict}; id -> user ids (one entry per use, like the
+        # multigraph's edges)
+        self._data: dict[int, dict[str, Any]] = {}
+        self._users: dict[int, list[int]] = {}
+        self._nx: Any = None
         self.params: list[int] = []
         self.outputs: list[int] = []
         self._next_id = 0
@@ -103,9 +110,12 @@ class Graph:
         node = Node(op, args, tuple(shape), np.dtype(dtype), attrs, source)
         node_id = self._next_id
         self._next_id += 1
-        self.nx.add_node(node_id, node=node, meta={})
-        for position, arg in enumerate(args):
-            self.nx.add_edge(arg, node_id, position=position)
+        self._data[node_id] = {"node": node, "meta": {}}
+        self._users[node_id] = []
+        for arg in args:
+            self._users[arg].append(node_id)
+        if self._nx is not None:
+            self._add_to_view(self._nx, node_id)
         if op is Op.PARAM:
             self.params.append(node_id)
         return node_id
@@ -120,27 +130,27 @@ class Graph:
 
     # ------------------------------------------------------------ reading
     def node(self, node_id: int) -> Node:
-        return self.nx.nodes[node_id]["node"]
+        return self._data[node_id]["node"]
 
     def meta(self, node_id: int) -> dict:
-        return self.nx.nodes[node_id]["meta"]
+        return self._data[node_id]["meta"]
 
     def __contains__(self, node_id: int) -> bool:
-        return node_id in self.nx
+        return node_id in self._data
 
     def __len__(self) -> int:
-        return self.nx.number_of_nodes()
+        return len(self._data)
 
     def order(self) -> list[int]:
         """Node ids in a topological order (creation order)."""
-        return sorted(self.nx.nodes)
+        return sorted(self._data)
 
     def items(self) -> Iterator[tuple[int, Node]]:
         for node_id in self.order():
             yield node_id, self.node(node_id)
 
     def users(self, node_id: int) -> list[int]:
-        return sorted(set(self.nx.successors(node_id)))
+        return sorted(set(self._users[node_id]))
 
     def const_value(self, node_id: int) -> np.ndarray | None:
         node = self.node(node_id)
@@ -150,6 +160,31 @@ class Graph:
         return sum(1 for _, n in self.items() if n.op is op)
 
     # ------------------------------------------------------------ rebuilding
+    @property
+    def nx(self) -> Any:
+        """A networkx MultiDiGraph of this graph (edge arg -> user, with the operand position);
+        its node attribute dicts are this graph's own, so `graph.nx.nodes[i]["node"]` reads and
+        writes the same record as `graph.node(i)`."""
+        if self._nx is None:
+            import networkx
+
+            view = networkx.MultiDiGraph()
+            for node_id in self.order():
+                self._add_to_view(view, node_id)
+            self._nx = view
+        return self._nx
+
+    def _add_to_view(self, view: Any, node_id: int) -> None:
+        view.add_node(node_id)
+        view._node[node_id] = self._data[node_id]   # share the attribute dict
+        for position, arg in enumerate(self.node(node_id).args):
+            view.add_edge(arg, node_id, position=position)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_nx"] = None
+        return state
+
     def empty_like(self) -> Graph:
         return Graph(self.name)
 

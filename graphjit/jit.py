@@ -34,6 +34,7 @@ RECOMPILE_WARNING_AFTER = 8
 # native code, workspaces and the traced graph, ~0.1-0.2 MB for a small function.
 DEFAULT_MAX_ENTRIES = 128
 SHAPE_HISTORY = 64      # recent signatures kept for the recompilation warning
+TREE_CACHE_FACTOR = 4   # call patterns remembered per compiled entry (then forgotten at once)
 _SCALAR_TYPES = (bool, int, float)
 
 
@@ -117,22 +118,37 @@ class JitFunction:
                     self.static_argnums += (params.index(name),)
         self._simple = not self.static_argnums and not self.static_argnames
         self._cache: dict[Any, CompiledEntry] = {}
+        # call-pattern key -> (entry, leaf order) for keyword and pytree calls (_tree_key)
+        self._tree_cache: dict[tuple, tuple[CompiledEntry, list[int] | None]] = {}
         self._lock = threading.RLock()
         self._key_locks: dict[Any, threading.Lock] = {}
         self.hits = 0
         self.misses = 0
         self._leaf_shapes: list[list[tuple]] = []
         self._warned = False
+        self._random_warned = False
         _live_functions.add(self)
 
     # ------------------------------------------------------------ calling
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if self._simple and not kwargs:
-            # the hit path: a key from (shape, dtype) per argument, one dict lookup, one call
-            entry = self._cache.get(_fast_key(args))
-            if entry is not None:
-                self.hits = entry.used = self.hits + 1
-                return entry.call_positional(args)
+        tree = None
+        if self._simple:
+            if not kwargs:
+                # the hit path: a key from (shape, dtype) per argument, one dict lookup, one call
+                entry = self._cache.get(_fast_key(args))
+                if entry is not None:
+                    self.hits = entry.used = self.hits + 1
+                    return entry.call_positional(args)
+            # keyword, dict, list and tuple arguments: one walk gives a key and the leaves, and
+            # the order the compiled entry takes them in was remembered on the first call
+            tree = _tree_key(args, kwargs)
+            if tree is not None:
+                known = self._tree_cache.get(tree[0])
+                if known is not None:
+                    entry, order = known
+                    leaves = tree[1] if order is None else [tree[1][i] for i in order]
+                    self.hits = entry.used = self.hits + 1
+                    return entry.call_positional(leaves)
         if _contains_tracer(args, kwargs):
             # called inside another trace (jit of jit, grad of jit): inline the function
             return self.fn(*args, **kwargs)
@@ -142,7 +158,28 @@ class JitFunction:
             entry = self._compile_locked(key, leaves, rebuild)
         else:
             self.hits = entry.used = self.hits + 1
+        if tree is not None:
+            self._remember_tree(tree, leaves, entry)
         return entry(_contiguous_leaves(leaves), leaves)
+
+    def _remember_tree(self, tree: tuple[tuple, list], leaves: list, entry: CompiledEntry) -> None:
+        """Map this call's tree key to `entry` and to the order its leaves are taken in (found
+        by identity; a call that passes one object twice is not remembered, since another
+        call with the same key may pass two)."""
+        key, walked = tree
+        ids = [id(leaf) for leaf in walked]
+        position = {leaf_id: n for n, leaf_id in enumerate(ids)}
+        if len(position) != len(ids) or len(walked) != len(leaves):
+            return
+        order = [position.get(id(leaf), -1) for leaf in leaves]
+        if -1 in order:
+            return
+        with self._lock:
+            if not any(known is entry for known in self._cache.values()):
+                return       # evicted meanwhile
+            if len(self._tree_cache) >= TREE_CACHE_FACTOR * (self.max_entries or 1024):
+                self._tree_cache.clear()
+            self._tree_cache[key] = (entry, None if order == list(range(len(order))) else order)
 
     def _key_and_leaves(self, args: tuple, kwargs: dict):
         """The cache key, the dynamic leaves and a function that rebuilds (args, kwargs)."""
@@ -207,8 +244,10 @@ class JitFunction:
         while self.max_entries is not None and len(self._cache) > self.max_entries:
             victim = min((k for k in self._cache if k != keep),
                          key=lambda k: self._cache[k].used)
-            del self._cache[victim]
+            gone = self._cache.pop(victim)
             self._key_locks.pop(victim, None)
+            for key in [k for k, (entry, _) in self._tree_cache.items() if entry is gone]:
+                del self._tree_cache[key]
 
     def _compile(self, leaves: list, rebuild: Callable) -> CompiledEntry:
         specs = [leaf_spec(leaf, f"argument leaf {n} of {self.__name__}()")
@@ -219,8 +258,17 @@ class JitFunction:
     def _lower_specs(self, specs: list[LeafSpec], rebuild: Callable) -> Lowered:
         stats: dict[str, float] = {}
         start = time.perf_counter()
+        before = _global_random_states()
         traced = trace(self.fn, specs, rebuild, getattr(self.fn, "__name__", "fn"))
         stats["trace"] = time.perf_counter() - start
+        if not self._random_warned and _global_random_states() != before:
+            self._random_warned = True
+            warnings.warn(
+                f"graphjit: {self.__name__}() drew random numbers from np.random or random "
+                f"while it was traced ({_definition_site(self.fn)}): they were drawn once, at "
+                "trace time, and every call returns the same values. Use gj.random with a key "
+                "argument instead (key = gj.random.key(seed); gj.random.normal(key, shape); "
+                "gj.random.split(key) for a new key per call).", RuntimeWarning, stacklevel=5)
         log = PassLog()
         program = compile_graph(traced.graph, log)
         stats.update(log.stats())
@@ -260,6 +308,7 @@ class JitFunction:
         buffers, returning the memory to the system where the allocator allows."""
         with self._lock:
             self._cache.clear()
+            self._tree_cache.clear()
             self._key_locks.clear()
             self.hits = self.misses = 0
         _release_memory()
@@ -417,6 +466,22 @@ def _trim_heap() -> None:
         trim(0)
 
 
+def _global_random_states() -> tuple:
+    """The states of NumPy's global RandomState and of Python's `random`: a trace that changes
+    them drew values that are now frozen into the compiled program."""
+    numpy_state = np.random.get_state()
+    python_random = sys.modules.get("random")
+    return (numpy_state[1].tobytes(), *numpy_state[2:],
+            python_random.getstate() if python_random is not None else None)
+
+
+def _definition_site(fn: Callable) -> str:
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return "its definition"
+    return f"defined at {os.path.basename(code.co_filename)}:{code.co_firstlineno}"
+
+
 def _contains_tracer(args: tuple, kwargs: dict) -> bool:
     leaves, _ = flatten((args, kwargs))
     return any(isinstance(leaf, Tracer) for leaf in leaves)
@@ -448,6 +513,53 @@ def _fast_key(args: tuple) -> tuple | None:
 
 
 _SCALAR_KEYS = {kind: kind for kind in _SCALAR_TYPES}
+_KEYWORDS = object()     # separates positional from keyword arguments in a tree key
+
+
+def _tree_key(args: tuple, kwargs: dict) -> tuple[tuple, list] | None:
+    """(key, leaves) for arguments that are arrays, Python scalars, None, and exact tuples,
+    lists and dicts of them, positional or keyword; None for anything else (the slow path
+    decides). The key is a flat prefix code: every entry starts with a shape (an array), a
+    scalar type, None, or a container's class, so two different argument trees never share
+    a key; keyword names and dict keys (in order) are part of it."""
+    key: list = []
+    leaves: list = []
+    for arg in args:
+        if not _walk_tree(arg, key, leaves):
+            return None
+    if kwargs:
+        key.append(_KEYWORDS)
+        for name, value in kwargs.items():
+            key.append(name)
+            if not _walk_tree(value, key, leaves):
+                return None
+    return tuple(key), leaves
+
+
+def _walk_tree(node: Any, key: list, leaves: list) -> bool:
+    kind = node.__class__
+    if kind is np.ndarray:
+        key.append(node.shape)
+        key.append(node.dtype)
+        leaves.append(node)
+        return True
+    scalar = _SCALAR_KEYS.get(kind)
+    if scalar is not None:
+        key.append(scalar)
+        leaves.append(node)
+        return True
+    if kind is tuple or kind is list:
+        key.append(kind)
+        key.append(len(node))
+        return all(_walk_tree(item, key, leaves) for item in node)
+    if kind is dict:
+        key.append(dict)
+        key.append(tuple(node))
+        return all(_walk_tree(item, key, leaves) for item in node.values())
+    if node is None:
+        key.append(None)
+        return True
+    return False
 
 
 def _output_ndims(traced: TracedFunction) -> list[bool]:

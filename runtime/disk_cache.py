@@ -17,6 +17,9 @@ evicts the least recently used ones beyond that (a hit refreshes an entry's mtim
 """
 from __future__ import annotations
 
+import dataclasses
+import enum
+import functools
 import hashlib
 import os
 import stat
@@ -25,7 +28,11 @@ import tempfile
 import threading
 import time
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from graphjit.compiler.errors import ConfigurationError
 
@@ -65,6 +72,92 @@ def max_bytes_setting() -> int:
             f"GRAPHJIT_CACHE_MAX_BYTES={configured!r} is not a byte count: use a number of bytes, "
             "optionally with K, M or G (e.g. 512M); 0 keeps no entries")
     return value
+
+
+class Uncacheable(Exception):
+    """A value has no canonical text (an unknown object): do not key a cache entry on it."""
+
+
+def canonical_text(value: Any, ignore_fields: frozenset[str] = frozenset()) -> str:
+    """An exact, deterministic text of a tree of dataclasses, enums, dtypes, arrays, mappings
+    and sequences: equal texts mean equal values (arrays by their bytes, floats by repr, which
+    round-trips). Raises Uncacheable for anything it cannot spell exactly (functions, objects
+    without fields), so a cache key is never built from a lossy description. Dataclass fields
+    named in `ignore_fields` are left out."""
+    parts: list[str] = []
+    _write_canonical(value, parts.append, ignore_fields)
+    return "".join(parts)
+
+
+def _write_canonical(value: Any, write: Any, ignore: frozenset[str]) -> None:
+    if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
+        write(f"{type(value).__name__}:{value!r};")
+    elif isinstance(value, enum.Enum):
+        write(f"{type(value).__qualname__}.{value.name};")
+    elif isinstance(value, np.dtype):
+        write(f"dtype:{value!r}:{value.str};")
+    elif isinstance(value, (np.ndarray, np.generic)):
+        array = np.asarray(value)
+        if array.dtype.hasobject:
+            raise Uncacheable("an object array")
+        digest = hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+        write(f"{type(value).__name__}:{array.dtype.str}:{array.shape}:{digest};")
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        write(f"{type(value).__qualname__}(")
+        for item in dataclasses.fields(value):
+            if item.name in ignore:
+                continue
+            write(f"{item.name}=")
+            _write_canonical(getattr(value, item.name), write, ignore)
+        write(")")
+    elif isinstance(value, (tuple, list)):
+        write(f"{type(value).__name__}[")
+        for item in value:
+            _write_canonical(item, write, ignore)
+        write("]")
+    elif isinstance(value, Mapping):
+        write(f"{type(value).__qualname__}{{")
+        items = []
+        for key, item in value.items():
+            parts: list[str] = []
+            _write_canonical(key, parts.append, ignore)
+            _write_canonical(item, parts.append, ignore)
+            items.append(parts)
+        for parts in sorted(items):
+            write("".join(parts))
+        write("}")
+    elif isinstance(value, (set, frozenset)):
+        write(f"{type(value).__name__}{{{''.join(sorted(canonical_text(v, ignore) for v in value))}}}")
+    elif hasattr(type(value), "__slots__") and not hasattr(value, "__dict__"):
+        write(f"{type(value).__module__}.{type(value).__qualname__}<")
+        for name in type(value).__slots__:
+            if not name.startswith("_"):
+                write(f"{name}=")
+                _write_canonical(getattr(value, name, None), write, ignore)
+        write(">")
+    else:
+        raise Uncacheable(f"no canonical text for {type(value).__qualname__}")
+
+
+@functools.lru_cache(maxsize=None)
+def source_fingerprint(*directories: str) -> str:
+    """A digest of every .py file under `directories` (their code decides what object code a
+    Program becomes, so a changed renderer never loads code made by the old one)."""
+    digest = hashlib.sha256()
+    for directory in directories:
+        paths = []
+        for root, folders, files in os.walk(directory):
+            folders[:] = [f for f in folders if f != "__pycache__"]
+            paths += [os.path.join(root, name) for name in files if name.endswith(".py")]
+        for path in sorted(paths):
+            try:
+                with open(path, "rb") as handle:
+                    data = handle.read()
+            except OSError:
+                data = b"?"
+            digest.update(os.path.relpath(path, directory).encode() + b"\0")
+            digest.update(hashlib.sha256(data).digest())
+    return digest.hexdigest()
 
 
 def _key_digest(key: str) -> bytes:

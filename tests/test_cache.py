@@ -298,3 +298,64 @@ def test_many_shapes_stay_under_the_memory_and_disk_caps(tmp_path):
     # Python heap without the cap; native code is bounded by the engine count above. (LLVM's
     # optimiser itself leaks ~0.1 MB of native memory per compilation, outside our reach.)
     assert late - early < 1.0, result["heap"]
+
+
+# ---------------------------------------------------------------- keyword and pytree dispatch
+
+def test_keyword_calls_in_any_order_take_the_right_leaves():
+    def affine(x, w, b=None, *, scale=1.0):
+        return (x @ w) * scale + (0.0 if b is None else b)
+
+    fn = gj.jit(affine)
+    x, w, b = _x((2, 3)), _x((3, 4)), _x((4,))
+    for _ in range(3):     # the first call compiles, the others take the remembered order
+        np.testing.assert_allclose(fn(scale=2.0, b=b, w=w, x=x), affine(x, w, b, scale=2.0),
+                                   rtol=1e-5)
+        np.testing.assert_allclose(fn(x, b=b, w=w, scale=2.0), affine(x, w, b, scale=2.0),
+                                   rtol=1e-5)
+        np.testing.assert_allclose(fn(w=x.T @ x, x=x), affine(x, x.T @ x), rtol=1e-5)
+    assert fn.cache_info()["misses"] == 2      # (x, w, b, scale) and (x, w): one entry each
+
+
+def test_dict_and_list_arguments_hit_and_follow_their_structure():
+    fn = gj.jit(lambda tree: tree["a"] * 2 + tree["b"][0] - tree["b"][1])
+    a, b0, b1 = _x(), _x() + 1, _x() * 3
+    for scale in (1.0, 2.0, 3.0):
+        tree = {"a": a * scale, "b": [b0, b1 * scale]}
+        np.testing.assert_allclose(fn(tree), a * scale * 2 + b0 - b1 * scale, rtol=1e-6)
+    swapped = {"b": [b0, b1], "a": a}                 # other key order: another tree
+    np.testing.assert_allclose(fn(swapped), a * 2 + b0 - b1, rtol=1e-6)
+    assert fn.cache_info()["misses"] == 2 and fn.cache_info()["hits"] >= 2
+
+
+def test_one_object_passed_twice_is_never_mistaken_for_two():
+    fn = gj.jit(lambda p, q: p - 2 * q)
+    x, y = _x(), _x() + 5
+    np.testing.assert_allclose(fn(p=x, q=x), x - 2 * x)
+    np.testing.assert_allclose(fn(p=x, q=y), x - 2 * y)
+    np.testing.assert_allclose(fn(q=x, p=y), y - 2 * x)
+    np.testing.assert_allclose(fn(p=[x, y][1], q=x), y - 2 * x)
+
+
+def test_keyword_arguments_updated_in_place_are_written_back():
+    def accumulate(x, *, into):
+        into += x
+        return into.sum()
+
+    fn = gj.jit(accumulate)
+    x, total = _x(), np.zeros((3, 4), np.float32)
+    for _ in range(3):
+        fn(x, into=total)
+    np.testing.assert_allclose(total, 3 * x, rtol=1e-6)
+
+
+def test_evicted_entries_leave_no_remembered_call_pattern():
+    fn = gj.jit(lambda tree: tree["x"] + 1, max_entries=2)
+    for n in range(1, 7):
+        x = np.ones(n, np.float32)
+        np.testing.assert_array_equal(fn({"x": x}), x + 1)
+    live = fn._cache.values()
+    assert all(any(entry is e for e in live) for entry, _ in fn._tree_cache.values())
+    assert len(fn._tree_cache) <= 2
+    fn.cache_clear()
+    assert not fn._tree_cache

@@ -271,3 +271,30 @@ def test_errors_name_the_innermost_user_line_in_helpers():
         return helper(a) + 1
 
     expect_error(fn, ShapeError, line_of(helper, "a @ a"), X)
+
+
+# ---------------------------------------------------------------- frozen randomness
+
+@pytest.mark.parametrize("draw", [
+    lambda a: a + np.random.rand(*a.shape),
+    lambda a: a * np.random.normal(size=a.shape),
+    lambda a: a + __import__("random").random(),
+])
+def test_global_random_draws_warn_once_that_they_are_frozen(draw):
+    fn = gj.jit(draw)
+    with pytest.warns(RuntimeWarning, match=r"gj\.random") as caught:
+        first = fn(X)
+    assert any("trace time" in str(w.message) for w in caught)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fn(X[:2])                     # a retrace of the same function: no second warning
+    np.testing.assert_array_equal(fn(X), first)   # the draw is frozen, as the warning says
+
+
+def test_explicit_keys_do_not_warn():
+    import warnings
+    fn = gj.jit(lambda key, a: a + gj.random.normal(key, a.shape, dtype=np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fn(gj.random.key(0), X)

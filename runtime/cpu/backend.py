@@ -11,7 +11,10 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
-import importlib.metadata
+import json
+import os
+import struct
+import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -21,12 +24,14 @@ from typing import Any, Protocol
 from graphjit.compiler.errors import CompileError, GraphjitError
 from graphjit.compiler.kernel import (Buffer, BufferKind, HostKernel, LoopKernel, MatmulKernel,
                                       Program)
+from graphjit.compiler import kernel as kernel_module
 from graphjit.compiler.kernel import Kernel
+from graphjit.runtime.disk_cache import DiskCache, Uncacheable, canonical_text, source_fingerprint
 
 from . import llvm
 from .blas import GemmPlan, MatmulRunner, blas_library, gemm_address, plan_gemm
 from .executable import Executable, HostStep, RunStep, Workspace
-from .threads import ThreadPool, chunk_count, default_pool, split
+from .threads import ThreadPool, chunk_count, default_pool, default_pool_size, split
 
 # Batched products with more elements than this loop in Python instead of unrolling in native code.
 MAX_NATIVE_BATCH = 16
@@ -221,20 +226,32 @@ class CPUBackend:
     def pool(self) -> ThreadPool:
         return self._pool if self._pool is not None else default_pool()
 
+    def _pool_of(self) -> ThreadPool:
+        return self.pool
+
     def compile(self, program: Program, stats: dict[str, float] | None = None) -> Executable:
         stats = {} if stats is None else stats
+        bind_natively = llvm.object_layout_ok()
+        threads = self._thread_count()
+        # A warm disk cache is looked up by the Program itself: a hit renders no IR and runs no
+        # LLVM pass, it only relocates the stored object code.
+        key = self._program_key(program, threads, bind_natively)
+        if key is not None:
+            executable = self._from_cache(key, program, threads, bind_natively, stats)
+            if executable is not None:
+                return executable
         start = time.perf_counter()
         rendered = self._render_all(program)
         stats["render"] = stats.get("render", 0.0) + time.perf_counter() - start
-        bind_natively = llvm.object_layout_ok()
-        planner = _Planner(program, rendered, self.pool.size)
-        items = planner.plan(bind_natively)
-        segments = [item for item in items if isinstance(item, llvm.Segment)]
-        sources = [r.llvm_ir for r in _unique(rendered.values())]
-        sources.append(llvm.segments_ir(segments))
+        planner, items, sources, symbols = _plan_and_sources(program, rendered, threads,
+                                                             bind_natively)
         _register_blas()
-        symbols = [r.name for r in _unique(rendered.values())] + [s.name for s in segments]
-        library = self._native_library(sources, stats, symbols)
+        library = self._native_library(sources, stats, symbols, key,
+                                       _kernel_summaries(program, rendered))
+        return self._build(program, items, library, bind_natively, planner.gemm_kernels)
+
+    def _build(self, program: Program, items: list[PlanItem], library: llvm.NativeLibrary,
+               bind_natively: bool, gemm_kernels: dict[str, MatmulKernel]) -> Executable:
         try:
             executable = self._executable(program, items, library, bind_natively)
         except GraphjitError:
@@ -242,21 +259,74 @@ class CPUBackend:
         except Exception as exc:
             raise CompileError(f"could not build the CPU executable: {exc}") from exc
         executable.profile_units = functools.partial(
-            _profile_units, program, items, library, self.pool, planner.gemm_kernels)
+            _profile_units, program, items, library, self._pool_of, gemm_kernels)
         return executable
+
+    def _thread_count(self) -> int:
+        """The pool size the plan is made for (the pool itself starts on the first parallel
+        loop: starting it compiles its native hand-off)."""
+        return self._pool.size if self._pool is not None else default_pool_size()
+
+    def _program_key(self, program: Program, threads: int, bind_natively: bool) -> str | None:
+        if self.cache is None or self._render is not None:
+            return None
+        try:
+            text = canonical_text((program.graph.name if program.graph is not None else "fn",
+                                   program.buffers, program.steps, program.outputs),
+                                  ignore_fields=_NOT_IN_OBJECT_CODE)
+        except Uncacheable:
+            return None     # keyed on the rendered IR instead (_native_library)
+        here = os.path.dirname(os.path.abspath(__file__))
+        compiler = os.path.dirname(os.path.abspath(kernel_module.__file__))
+        return DiskCache.make_key(
+            "program-v1", llvm.host_description(), llvm.PIPELINE,
+            f"graphjit-{_graphjit_version()}", source_fingerprint(compiler, here),
+            f"threads={threads}|bind={bind_natively}", text)
+
+    def _from_cache(self, key: str, program: Program, threads: int, bind_natively: bool,
+                    stats: dict[str, float]) -> Executable | None:
+        start = time.perf_counter()
+        payload = self.cache.load(key)
+        if payload is None:
+            return None
+        try:
+            summaries, object_code = _unpack(payload)
+            kernels = _loop_kernels(program)
+            if len(summaries) != len(kernels):
+                raise CompileError("its kernel list does not match the program")
+            rendered = {id(k): summary for k, summary in zip(kernels, summaries)}
+            planner = _Planner(program, rendered, threads)
+            items = planner.plan(bind_natively)
+            _register_blas()
+            symbols = [r.name for r in _unique(rendered.values())] + [
+                item.name for item in items if isinstance(item, llvm.Segment)]
+
+            def sources() -> list[str]:   # for lower().as_text("llvm"), made when asked
+                fresh = self._render_all(program)
+                return _plan_and_sources(program, fresh, threads, bind_natively)[2]
+
+            library = llvm.load_object(object_code, llvm.ModuleTexts(sources=sources), symbols)
+        except CompileError as exc:
+            self._discard(key, str(exc))
+            return None
+        stats["load"] = time.perf_counter() - start
+        return self._build(program, items, library, bind_natively, planner.gemm_kernels)
+
+    def _discard(self, key: str, reason: str) -> None:
+        # its key matched, so it was made by an incompatible build: delete it and recompile
+        discard = getattr(self.cache, "discard", None)
+        if discard is not None:
+            discard(key, reason)
+        else:
+            warnings.warn(f"graphjit: a disk-cache entry could not be loaded ({reason}); "
+                          "recompiling.", RuntimeWarning, stacklevel=3)
 
     # ------------------------------------------------------------ stages
     def _render_all(self, program: Program) -> dict[int, Rendered]:
         render = self._render or _default_renderer()
-        kernels: list[LoopKernel] = []
-        for step in program.steps:
-            if isinstance(step, LoopKernel):
-                kernels.append(step)
-            elif isinstance(step, MatmulKernel) and step.epilogue is not None:
-                kernels.append(step.epilogue)
         rendered: dict[int, Rendered] = {}
         names: set[str] = set()
-        for kernel in kernels:
+        for kernel in _loop_kernels(program):
             try:
                 result = render(kernel, program.buffers)
             except GraphjitError:
@@ -271,10 +341,13 @@ class CPUBackend:
         return rendered
 
     def _native_library(self, sources: list[str], stats: dict[str, float],
-                        symbols: Sequence[str] = ()) -> llvm.NativeLibrary:
-        """Object code from the cache when it has this key (no LLVM at all), else compiled."""
-        key = _cache_key(sources) if self.cache is not None else None
-        if key is not None:
+                        symbols: Sequence[str] = (), program_key: str | None = None,
+                        summaries: bytes = b"") -> llvm.NativeLibrary:
+        """Object code compiled (or, for a program with no canonical text, loaded from the
+        cache by its IR); stored under `program_key` with the kernels' summaries."""
+        key = program_key
+        if key is None and self.cache is not None:
+            key = _cache_key(sources)
             library = self._cached_library(key, sources, stats, symbols)
             if library is not None:
                 return library
@@ -282,7 +355,7 @@ class CPUBackend:
         library = llvm.compile_ir(sources)
         stats["llvm"] = time.perf_counter() - start
         if key is not None:
-            self.cache.store(key, library.object_code)
+            self.cache.store(key, _pack(summaries, library.object_code))
         return library
 
     def _cached_library(self, key: str, sources: list[str], stats: dict[str, float],
@@ -292,15 +365,10 @@ class CPUBackend:
         if payload is None:
             return None
         try:
-            library = llvm.load_object(payload, llvm.ModuleTexts(sources=sources), symbols)
+            _, object_code = _unpack(payload)
+            library = llvm.load_object(object_code, llvm.ModuleTexts(sources=sources), symbols)
         except CompileError as exc:
-            # its key matched, so it was made by an incompatible build: delete it and recompile
-            discard = getattr(self.cache, "discard", None)
-            if discard is not None:
-                discard(key, str(exc))
-            else:
-                warnings.warn(f"graphjit: a disk-cache entry could not be loaded ({exc}); "
-                              "recompiling.", RuntimeWarning, stacklevel=2)
+            self._discard(key, str(exc))
             return None
         stats["load"] = time.perf_counter() - start
         return library
@@ -321,11 +389,75 @@ class CPUBackend:
               ) -> RunStep | None:
         makers = {
             llvm.Segment: lambda: _segment_step(item, library),
-            ParallelPlan: lambda: _loop_step(self.pool, library, item.kernel, item.ranges),
-            MatmulPlan: lambda: _matmul_step(item, program, self.pool, library),
+            ParallelPlan: lambda: _loop_step(self._pool_of, library, item.kernel, item.ranges),
+            MatmulPlan: lambda: _matmul_step(item, program, self._pool_of, library),
             HostKernel: lambda: HostStep(item, program),
         }
         return makers[type(item)]()
+
+
+# Dataclass fields that never reach the object code: source lines only feed error messages (and a
+# cached entry rendered without error), so one function pickled to or loaded by another process,
+# where its file may be named differently, still hits the cache.
+_NOT_IN_OBJECT_CODE = frozenset({"source"})
+
+
+@dataclass(frozen=True)
+class KernelSummary:
+    """What planning needs of a rendered kernel, kept beside its object code in the cache."""
+
+    name: str
+    extent: int
+    cost_per_item: int
+
+
+def _loop_kernels(program: Program) -> list[LoopKernel]:
+    """The program's loop kernels (matmul epilogues included), in the order they render."""
+    kernels: list[LoopKernel] = []
+    for step in program.steps:
+        if isinstance(step, LoopKernel):
+            kernels.append(step)
+        elif isinstance(step, MatmulKernel) and step.epilogue is not None:
+            kernels.append(step.epilogue)
+    return kernels
+
+
+def _plan_and_sources(program: Program, rendered: dict[int, Rendered], threads: int,
+                      bind_natively: bool
+                      ) -> tuple["_Planner", list[PlanItem], list[str], list[str]]:
+    planner = _Planner(program, rendered, threads)
+    items = planner.plan(bind_natively)
+    segments = [item for item in items if isinstance(item, llvm.Segment)]
+    kernels = _unique(rendered.values())
+    sources = [r.llvm_ir for r in kernels] + [llvm.segments_ir(segments)]
+    symbols = [r.name for r in kernels] + [s.name for s in segments]
+    return planner, items, sources, symbols
+
+
+def _kernel_summaries(program: Program, rendered: dict[int, Rendered]) -> bytes:
+    return json.dumps([[r.name, r.extent, r.cost_per_item]
+                       for r in (rendered[id(k)] for k in _loop_kernels(program))]).encode()
+
+
+_SUMMARY_LENGTH = struct.Struct("<Q")
+
+
+def _pack(summaries: bytes, object_code: bytes) -> bytes:
+    return _SUMMARY_LENGTH.pack(len(summaries)) + summaries + object_code
+
+
+def _unpack(payload: bytes) -> tuple[list[KernelSummary], bytes]:
+    """(kernel summaries, object code) of a cache payload; a CompileError if malformed."""
+    try:
+        (length,) = _SUMMARY_LENGTH.unpack_from(payload)
+        end = _SUMMARY_LENGTH.size + length
+        summaries = [KernelSummary(str(name), int(extent), int(cost))
+                     for name, extent, cost in json.loads(payload[_SUMMARY_LENGTH.size:end] or b"[]")]
+    except (struct.error, ValueError, TypeError) as exc:
+        raise CompileError(f"malformed kernel summaries ({exc})") from None
+    if end > len(payload):
+        raise CompileError("malformed kernel summaries (length beyond the payload)")
+    return summaries, payload[end:]
 
 
 def _unique(rendered: Any) -> list[Rendered]:
@@ -337,10 +469,8 @@ def _unique(rendered: Any) -> list[Rendered]:
 
 @functools.lru_cache(maxsize=1)
 def _graphjit_version() -> str:
-    try:
-        return importlib.metadata.version("graphjit")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
+    # the package's own attribute: importlib.metadata costs ~50 ms to import on a first call
+    return str(getattr(sys.modules.get("graphjit"), "__version__", "unknown"))
 
 
 def _cache_key(sources: list[str]) -> str:
@@ -372,7 +502,7 @@ def _segment_step(segment: llvm.Segment, library: llvm.NativeLibrary) -> RunStep
     return run_segment
 
 
-def _loop_step(pool: ThreadPool, library: llvm.NativeLibrary, rendered: Rendered,
+def _loop_step(pool: Callable[[], ThreadPool], library: llvm.NativeLibrary, rendered: Rendered,
                ranges: tuple[tuple[int, int], ...]) -> RunStep:
     function = KERNEL_FUNCTION(library.address(rendered.name))
     chunks = list(ranges)
@@ -386,12 +516,12 @@ def _loop_step(pool: ThreadPool, library: llvm.NativeLibrary, rendered: Rendered
         return run_serial
 
     def run_parallel(workspace: Workspace) -> None:
-        pool.parallel_for(functools.partial(function, workspace.address), chunks)
+        pool().parallel_for(functools.partial(function, workspace.address), chunks)
 
     return run_parallel
 
 
-def _matmul_step(plan: MatmulPlan, program: Program, pool: ThreadPool,
+def _matmul_step(plan: MatmulPlan, program: Program, pool: Callable[[], ThreadPool],
                  library: llvm.NativeLibrary) -> RunStep:
     kernel = plan.kernel
     runner = MatmulRunner(kernel, program.buffers[kernel.a.buffer].dtype,
@@ -414,7 +544,7 @@ __all__ = ["CPUBackend"]
 # ---------------------------------------------------------------- profiling (runtime/profile.py)
 
 def _profile_units(program: Program, items: list[PlanItem], library: llvm.NativeLibrary,
-                   pool: ThreadPool, gemm_kernels: dict[str, MatmulKernel]) -> list:
+                   pool: Callable[[], ThreadPool], gemm_kernels: dict[str, MatmulKernel]) -> list:
     """The program's work as separately runnable units, in the order a call runs it: each
     kernel and BLAS call of a native segment on its own, parallel loops through the pool."""
     from graphjit.runtime.profile import ProfileUnit

@@ -15,7 +15,7 @@ import ctypes
 import functools
 import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import llvmlite
@@ -195,15 +195,18 @@ class ModuleTexts(Mapping):
     Each is made when first asked for: the assembly costs a second run of the code generator, and
     after a disk-cache hit even the optimised IR has to be recomputed from the source modules."""
 
-    def __init__(self, llvm_text: str | None = None, sources: list[str] | None = None):
+    def __init__(self, llvm_text: str | None = None,
+                 sources: list[str] | Callable[[], list[str]] | None = None):
         self._texts = {} if llvm_text is None else {"llvm": llvm_text}
+        # the source modules, or (after a disk-cache hit, which renders nothing) how to make them
         self._sources = sources
 
     def __getitem__(self, key: str) -> str:
         if key not in ("llvm", "asm"):
             raise KeyError(key)
         if "llvm" not in self._texts:
-            module = link_modules(self._sources or [])
+            sources = self._sources() if callable(self._sources) else self._sources
+            module = link_modules(sources or [])
             optimise(module)
             self._texts["llvm"] = str(module)
         if key == "asm" and "asm" not in self._texts:
@@ -239,6 +242,26 @@ def compile_ir(texts: list[str], name: str = "graphjit") -> NativeLibrary:
     except RuntimeError as exc:
         raise CompileError(f"LLVM failed to compile the module: {exc}") from None
     return load_object(object_code, module_texts)
+
+
+def compile_ir_cached(texts: list[str], required: Sequence[str] = ()) -> NativeLibrary:
+    """`compile_ir` through the disk cache, keyed by the IR itself: for fixed modules (the thread
+    pool's hand-off) that every fresh process needs, so a warm start runs no LLVM pass."""
+    from graphjit.runtime.disk_cache import DiskCache, cache_enabled, default_cache
+
+    cache = default_cache() if cache_enabled() else None
+    if cache is None:
+        return compile_ir(texts)
+    key = DiskCache.make_key("ir-v1", host_description(), PIPELINE, *texts)
+    payload = cache.load(key)
+    if payload is not None:
+        try:
+            return load_object(payload, ModuleTexts(sources=texts), required)
+        except CompileError as exc:
+            cache.discard(key, str(exc))
+    library = compile_ir(texts)
+    cache.store(key, library.object_code)
+    return library
 
 
 def load_object(object_code: bytes, texts: Mapping[str, str] | None = None,

@@ -245,19 +245,15 @@ class NativeHandOff:
     """The two native functions of NATIVE_POOL_IR (compiled once per process)."""
 
     def __init__(self) -> None:
-        import llvmlite.binding as llvm
+        from . import llvm
 
-        llvm.initialize_native_target()
-        llvm.initialize_native_asmprinter()
         libc = ctypes.CDLL(None)
-        llvm.add_symbol("syscall", ctypes.cast(libc.syscall, ctypes.c_void_p).value)
-        module = llvm.parse_assembly(NATIVE_POOL_IR)
-        module.verify()
-        machine = llvm.Target.from_default_triple().create_target_machine(opt=2)
-        self._engine = llvm.create_mcjit_compiler(module, machine)
-        self._engine.finalize_object()
-        self.worker = WORKER_FUNCTION(self._engine.get_function_address("gj_pool_worker"))
-        self.run = RUN_FUNCTION(self._engine.get_function_address("gj_pool_run"))
+        llvm.register_symbol("syscall", ctypes.cast(libc.syscall, ctypes.c_void_p).value)
+        # through the disk cache: a warm process start compiles nothing
+        names = ("gj_pool_worker", "gj_pool_run")
+        self._library = llvm.compile_ir_cached([NATIVE_POOL_IR], required=names)
+        self.worker = WORKER_FUNCTION(self._library.address("gj_pool_worker"))
+        self.run = RUN_FUNCTION(self._library.address("gj_pool_run"))
 
 
 _native: NativeHandOff | None = None
@@ -447,6 +443,12 @@ def default_pool() -> ThreadPool:
             if _default_pool is None:
                 _default_pool = ThreadPool(num_threads())
     return _default_pool
+
+
+def default_pool_size() -> int:
+    """The size of the process-wide pool, without starting it (planning needs only this)."""
+    pool = _default_pool
+    return pool.size if pool is not None else num_threads()
 
 
 # Every live pool, so a forked child can reset them all (executables hold their pool directly).
