@@ -47,7 +47,7 @@ from graphjit.compiler.kernel import Access, Buffer, Instr, Level, LoopKernel, O
 from graphjit.compiler.ops import REDUCTIONS
 
 from .elementwise import ELEMENTWISE_LOWERINGS, OP_WEIGHTS, OPERAND_LOWERINGS
-from .emitter import MEMORY_TYPES, Emitter, ModuleParts
+from .emitter import MEMORY_TYPES, Emitter, ModuleParts, llvm_type
 from .reducers import ARG_REDUCTIONS, Reducer, make_reducer
 
 FLAT_CHUNK = 4096       # elements per work item of a flat elementwise kernel
@@ -55,6 +55,7 @@ SUM_BLOCK = 1024        # elements per blocked partial sum of a float reduction
 REDUCTION_INTERLEAVE = 4   # independent vector accumulators in a reduction's innermost loop
 STASH_LIMIT = 8192      # reduce-space elements up to which expensive values are kept per item
 STASH_MIN_WEIGHT = 20   # OP_WEIGHTS from which storing + reloading beats recomputing (exp, log)
+COLUMN_BLOCK = 64       # columns per work item of a column reduction (see render_columns)
 
 
 @dataclass(frozen=True)
@@ -232,6 +233,8 @@ class KernelRenderer:
         self.reduce_dims = collapse(self.dims([d for d in all_axes if d in reduce_axes]))
         if any(dim.extent == 0 for dim in outer):
             return 0, 1
+        if self.reduces_columns(outer):
+            return self.render_columns(outer)
         self.stash_values()
 
         def item_body(item: str, _: list[str]) -> list[str]:
@@ -255,6 +258,208 @@ class KernelRenderer:
 
     def level(self, index: int) -> Level:
         return self.instrs[index].level
+
+    # -- column reductions: x.sum(axis=0), batch norm, the bias gradients of a backward pass
+    def reduces_columns(self, outer: list[Dim]) -> bool:
+        """True when the reduce space runs across rows while the innermost outer dim is each
+        access's contiguous one (a reduction over a non-innermost axis). Reducing one column
+        at a time would then read with a row's stride and never vectorise."""
+        if not outer or not self.reduce_dims:
+            return False
+        columns, rows = outer[-1], self.reduce_dims[-1]
+        return (columns.extent > 1 and all(s in (0, 1) for s in columns.strides)
+                and 1 in columns.strides and 1 not in rows.strides)
+
+    def render_columns(self, outer: list[Dim]) -> tuple[int, int]:
+        """A work item is a block of up to COLUMN_BLOCK columns (at one point of the other outer
+        dims). Every reduction keeps its state per column in a stack array; each pass over the
+        rows runs, per row, an inner loop over the block's columns (contiguous loads, vectorised).
+        Values after a reduction (batch norm's x - mu) are recomputed per row from the row and
+        the per-column results; OUTER values are kept per column the same way."""
+        e = self.e
+        columns, others = outer[-1], outer[:-1]
+        blocks = -(-columns.extent // COLUMN_BLOCK)
+        self.column_arrays: list[str] = []          # alloca lines, put in the entry block
+        insert_at = len(e.lines)
+        results: dict[int, tuple[str, str]] = {}     # reduction instr -> (array, llvm type)
+
+        def item_body(item: str, _: list[str]) -> list[str]:
+            block = e.ibin("urem", "i64", item, str(blocks))
+            rest = e.ibin("udiv", "i64", item, str(blocks))
+            first = e.ibin("mul nsw", "i64", block, str(COLUMN_BLOCK))
+            stop = e.ibin("add nsw", "i64", first, str(COLUMN_BLOCK))
+            stop = e.select(e.icmp("slt", "i64", stop, str(columns.extent)), "i64", stop,
+                            str(columns.extent))
+            width = e.ibin("sub nsw", "i64", stop, first)
+            base = self.advance(self.decompose(rest, others), columns, first)
+            base = Position(base.offsets, "0")
+            for group in self.column_groups():
+                self.emit_column_group(group, base, columns, width, results)
+            full = [st for st in self.kernel.stores if self.level(st.instr) is Level.FULL]
+            if full:
+                self.column_rows(base, lambda row: self.each_column(
+                    row, columns, width, results,
+                    lambda scope, _: self.store_all(full, scope)))
+            outer_stores = [st for st in self.kernel.stores
+                            if self.level(st.instr) is Level.OUTER]
+            if outer_stores:
+                self.each_column(base, columns, width, results,
+                                 lambda scope, _: self.store_all(outer_stores, scope))
+            return []
+
+        self.emit_loop("%begin", "%end", [], [], item_body)
+        e.lines[insert_at:insert_at] = self.column_arrays
+        reduce_size = math.prod(d.extent for d in self.reduce_dims)
+        passes = 1 + sum(1 for i in self.instrs if i.op in REDUCTIONS)
+        width = min(COLUMN_BLOCK, columns.extent)
+        work = width * (reduce_size * passes * self.work_per_element(Level.FULL)
+                        + self.work_per_element(Level.OUTER))
+        return math.prod(d.extent for d in others) * blocks, work
+
+    def column_groups(self) -> list[list[int]]:
+        """The reductions in passes: one group per run of reductions that do not depend on each
+        other (as emit_outer_program groups them)."""
+        depends = reduction_dependencies(self.instrs)
+        groups: list[list[int]] = []
+        pending: list[int] = []
+        for index, instr in enumerate(self.instrs):
+            if instr.op in REDUCTIONS:
+                mixes_kinds = pending and (instr.op in ARG_REDUCTIONS) != (
+                    self.instrs[pending[0]].op in ARG_REDUCTIONS)
+                if depends[instr.args[0]] & set(pending) or mixes_kinds:
+                    groups.append(pending)
+                    pending = []
+                pending.append(index)
+            elif instr.level is Level.OUTER and depends[index] & set(pending):
+                groups.append(pending)
+                pending = []
+        if pending:
+            groups.append(pending)
+        return [g for g in groups if g]
+
+    def column_array(self, ty: str, hint: str) -> str:
+        name = self.e.fresh(hint)
+        self.column_arrays.append(f"  {name} = alloca {ty}, i64 {COLUMN_BLOCK}, align 64")
+        return name
+
+    def column_slot(self, array: str, ty: str, column: str) -> str:
+        return self.e.assign(f"getelementptr inbounds {ty}, ptr {array}, i64 {column}", "cp")
+
+    def each_column(self, position: Position, columns: Dim, width: str,
+                    results: dict[int, tuple[str, str]],
+                    body: Callable[[Scope, str], list[str]]) -> None:
+        """for c in range(width): body(scope at column c, c), with the reductions done so far
+        read from their per-column arrays."""
+        def column(c: str, _: list[str]) -> list[str]:
+            at = self.advance(position, columns, c)
+            scope = Scope(Position(at.offsets, position.flat))
+            for index, (array, ty) in results.items():
+                scope.memo[index] = self.e.assign(
+                    f"load {ty}, ptr {self.column_slot(array, ty, c)}", "cr")
+            return body(scope, c)
+
+        self.emit_loop("0", width, [], [], column)
+
+    def column_rows(self, start: Position, body: Callable[[Position], None],
+                    blocked: Callable[[Callable[[], None]], None] | None = None) -> None:
+        """Loops over the reduce space (the rows), calling body(position) at each; with
+        `blocked`, the innermost reduce dim runs in SUM_BLOCK blocks, `blocked(run_block)`
+        wrapping each (to start and merge per-block partial states)."""
+        dims = self.reduce_dims
+
+        def level(depth: int, position: Position) -> None:
+            if depth == len(dims):
+                body(position)
+                return
+            dim = dims[depth]
+            if depth == len(dims) - 1 and blocked is not None:
+                def block(j0: str, _: list[str]) -> list[str]:
+                    stop = self.e.ibin("add", "i64", j0, str(SUM_BLOCK))
+                    stop = self.e.select(self.e.icmp("slt", "i64", stop, str(dim.extent)),
+                                         "i64", stop, str(dim.extent))
+                    blocked(lambda: self.emit_loop(
+                        j0, stop, [], [],
+                        lambda j, __: (body(self.advance(position, dim, j)), [])[1]))
+                    return []
+
+                self.emit_loop("0", str(dim.extent), [], [], block, step=str(SUM_BLOCK))
+                return
+            self.emit_loop("0", str(dim.extent), [], [],
+                           lambda i, _: (level(depth + 1, self.advance(position, dim, i)),
+                                         [])[1])
+
+        level(0, Position(list(start.offsets), "0"))
+
+    def emit_column_group(self, group: list[int], base: Position, columns: Dim, width: str,
+                          results: dict[int, tuple[str, str]]) -> None:
+        """One pass over the rows for a group of reductions, their states per column."""
+        e = self.e
+        reducers = [make_reducer(self, self.instrs[i]) for i in group]
+        states = [[self.column_array(t, "cs") for t in r.state_types] for r in reducers]
+        blocked = [type(r).merge is not Reducer.merge for r in reducers]
+        partials = [[self.column_array(t, "cb") for t in r.block_types] if b else s
+                    for r, s, b in zip(reducers, states, blocked, strict=True)]
+
+        def load_all(arrays: list[str], types: list[str], c: str) -> list[str]:
+            return [e.assign(f"load {t}, ptr {self.column_slot(a, t, c)}", "cv")
+                    for a, t in zip(arrays, types, strict=True)]
+
+        def store_all(arrays: list[str], types: list[str], values: list[str], c: str) -> None:
+            for a, t, v in zip(arrays, types, values, strict=True):
+                e.emit(f"store {t} {v}, ptr {self.column_slot(a, t, c)}")
+
+        def init(_: Scope, c: str) -> list[str]:
+            for reducer, arrays in zip(reducers, states, strict=True):
+                store_all(arrays, reducer.state_types, reducer.init(), c)
+            return []
+
+        def start_block(_: Scope, c: str) -> list[str]:
+            for reducer, arrays, partial, b in zip(reducers, states, partials, blocked,
+                                                   strict=True):
+                if b:
+                    current = load_all(arrays, reducer.state_types, c)
+                    store_all(partial, reducer.block_types, reducer.block_init(current), c)
+            return []
+
+        def merge(_: Scope, c: str) -> list[str]:
+            for reducer, arrays, partial, b in zip(reducers, states, partials, blocked,
+                                                   strict=True):
+                if b:
+                    current = load_all(arrays, reducer.state_types, c)
+                    block = load_all(partial, reducer.block_types, c)
+                    store_all(arrays, reducer.state_types, reducer.merge(current, block), c)
+            return []
+
+        def update(scope: Scope, c: str) -> list[str]:
+            for reducer, partial, index in zip(reducers, partials, group, strict=True):
+                value = self.value(self.instrs[index].args[0], scope)
+                current = load_all(partial, reducer.block_types, c)
+                store_all(partial, reducer.block_types,
+                          reducer.update(current, value, scope.position.flat), c)
+            return []
+
+        def finish(_: Scope, c: str) -> list[str]:
+            for reducer, arrays, index in zip(reducers, states, group, strict=True):
+                array, ty = results[index]
+                value = reducer.finish(load_all(arrays, reducer.state_types, c))
+                e.emit(f"store {ty} {value}, ptr {self.column_slot(array, ty, c)}")
+            return []
+
+        self.each_column(base, columns, width, results, init)
+        run_block = None
+        if any(blocked):
+            def run_block(run: Callable[[], None]) -> None:
+                self.each_column(base, columns, width, results, start_block)
+                run()
+                self.each_column(base, columns, width, results, merge)
+
+        self.column_rows(base, lambda row: self.each_column(row, columns, width, results,
+                                                            update), run_block)
+        for index in group:
+            ty = llvm_type(self.instrs[index].dtype)
+            results[index] = (self.column_array(ty, "cres"), ty)
+        self.each_column(base, columns, width, {k: v for k, v in results.items()
+                                                if k not in group}, finish)
 
     def stash_values(self) -> None:
         """Give expensive FULL values a stack array of one row (the reduce space), so a later
