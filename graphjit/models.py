@@ -435,11 +435,22 @@ class Model:
         loss_and_grads = gj_jit(transforms.value_and_grad(objective, has_aux=True),
                                 target="reference")
 
-        def train_step(params, opt_state, state, xs, ys, key, sample_weights=None):
+        # train = gradients then apply_gradients; data-parallel training (graphjit.distribute)
+        # runs the two halves on each replica with an allreduce of the gradients between them
+        def gradients_step(params, state, xs, ys, key, sample_weights=None):
             (loss, (new_state, sums)), grads = loss_and_grads(params, state, xs, ys, key,
                                                               sample_weights)
+            return grads, new_state, loss, sums
+
+        def apply_gradients_step(params, opt_state, grads):
             params, opt_state = optimizer.update(params, grads, opt_state)
-            return self._constrained(params), opt_state, new_state, loss, sums
+            return self._constrained(params), opt_state
+
+        def train_step(params, opt_state, state, xs, ys, key, sample_weights=None):
+            grads, new_state, loss, sums = gradients_step(params, state, xs, ys, key,
+                                                          sample_weights)
+            params, opt_state = apply_gradients_step(params, opt_state, grads)
+            return params, opt_state, new_state, loss, sums
 
         def eval_step(params, state, xs, ys, sample_weights=None):
             outputs, _, added = self.apply(params, state, xs, training=False,
@@ -454,7 +465,8 @@ class Model:
             outputs, _ = self.apply(params, state, xs, training=False)
             return outputs
 
-        return {"train": train_step, "eval": eval_step, "predict": predict_step}
+        return {"train": train_step, "eval": eval_step, "predict": predict_step,
+                "gradients": gradients_step, "apply_gradients": apply_gradients_step}
 
     def _regularization_losses(self, trainable: Tree) -> list:
         """Every layer's weight penalties (frozen layers' with their own, constant, weights)."""
@@ -635,9 +647,11 @@ class Model:
             initial_epoch: int = 0, steps_per_epoch: int | None = None,
             validation_steps: int | None = None, validation_batch_size: int | None = None,
             validation_freq: int | Sequence[int] = 1, *, jit: bool | None = None,
-            seed: int | None = None) -> Any:
+            seed: int | None = None, distribute: Any = None) -> Any:
         """Train for `epochs` (Keras' signature and defaults); every step is one compiled graph
         (or eager with `jit=False`). `seed` fixes the shuffling and the Dropout keys.
+        `distribute`: a data-parallel strategy (`gj.distribute.DaskDataParallel(client)`) whose
+        replicas each run the step on a shard of every batch, gradients averaged between them.
         Returns the `History` callback (also `model.history`)."""
         from . import callbacks as callbacks_module
 
@@ -668,7 +682,7 @@ class Model:
                                             add_progbar=verbose != 0, model=self,
                                             verbose=verbose, epochs=epochs, steps=train.steps)
         self.stop_training = False
-        run = _TrainingRun(self, use_jit, seed)
+        run = _TrainingRun(self, use_jit, seed, distribute)
         logs: dict[str, float] = {}
         self.__dict__.pop("_resume_epoch", None)
         cbs.on_train_begin()
@@ -1095,9 +1109,10 @@ WEIGHT_SUM = "__weight_sum__/"  # per-batch sums of sample weights, for weighted
 class _TrainingRun:
     """The loop state of one `fit`: weights, optimizer state, random key and batch order."""
 
-    def __init__(self, model: Model, use_jit: bool, seed: int | None):
+    def __init__(self, model: Model, use_jit: bool, seed: int | None, distribute: Any = None):
         self.model = model
-        self.step = model.make_train_function(use_jit)
+        self.step = (model.make_train_function(use_jit) if distribute is None
+                     else distribute.train_function(model, use_jit))
         self.rng = np.random.default_rng(seed)
         self.key = model._initial_key(self.rng)
         self.params = self.state = self.opt_state = None
