@@ -489,6 +489,7 @@ class SymbolicTensor:
         self.layer = layer
         self.inputs = tuple(inputs)
         self.list_input = list_input  # the layer was called with a list of tensors
+        self.training: bool | None = None  # fixed training mode (a nested model's training=)
         self.name = name or (layer.name if layer is not None else "input")
 
     @property

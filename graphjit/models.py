@@ -185,8 +185,12 @@ class Model:
             values = {id(t): x for t, x in zip(self.inputs, inputs, strict=True)}
             for node in self._nodes:
                 args = [values[id(t)] for t in node.inputs]
+                # a nested model called with training=False (Keras' frozen base model) keeps
+                # its layers in inference mode while the outer model trains
+                fixed = getattr(node, "training", None)
+                mode = training if fixed is None else fixed and training
                 values[id(node)] = node.layer(args if node.list_input else args[0],
-                                              training=training)
+                                              training=mode)
             outputs = [values[id(t)] for t in self.outputs]
             new_state = {layer.name: dict(layer.state) for layer in self.layers if layer.state}
             added = [loss for layer in self.layers for loss in layer._losses]
@@ -211,12 +215,54 @@ class Model:
         for layer, layer_key in zip(random_layers, keys):
             layer._key = layer_key
 
-    def __call__(self, inputs: Any, training: bool = False) -> Any:
-        """Run the model on concrete arrays with its current weights."""
+    def __call__(self, inputs: Any, training: bool | None = None) -> Any:
+        """Run the model on concrete arrays with its current weights; called on Input tensors,
+        nest it in another model (see `_call_symbolic`)."""
         if any(isinstance(t, SymbolicTensor) for t in _as_list(inputs)):
-            raise GraphjitError("calling a model on Input tensors (nesting models) is not "
-                                "supported; call its layers instead")
-        outputs, _ = self.apply(self.params, self.state, _as_list(inputs), training=training)
+            return self._call_symbolic(inputs, training)
+        outputs, _ = self.apply(self.params, self.state, _as_list(inputs),
+                                training=bool(training))
+        return outputs[0] if self._single_output else outputs
+
+    def _call_symbolic(self, inputs: Any, training: bool | None) -> Any:
+        """Nesting, `outputs = base_model(inputs, training=False)`: this model's layer calls are
+        recorded again on `inputs`, so the outer model holds the same Layer objects (shared
+        weights; `base_model.trainable = False` freezes them) and compiles as one graph.
+        `training=False` keeps these calls in inference mode (BatchNormalization, Dropout)
+        while the outer model trains."""
+        tensors = _as_list(inputs)
+        if not all(isinstance(t, SymbolicTensor) for t in tensors):
+            raise GraphjitError(f"model {self.name!r} was called on a mix of Input tensors and "
+                                "arrays")
+        if not self.built:
+            if len(tensors) != 1:
+                raise GraphjitError(f"model {self.name!r} has no input shape yet and was called "
+                                    f"on {len(tensors)} tensors")
+            self.build((None, *tensors[0].shape[1:]), tensors[0].dtype)
+        if len(tensors) != len(self.inputs):
+            raise GraphjitError(f"model {self.name!r} takes {len(self.inputs)} inputs, got "
+                                f"{len(tensors)}")
+        for tensor, own in zip(tensors, self.inputs):
+            if not _shapes_match(tuple(tensor.shape[1:]), tuple(own.shape[1:])):
+                raise GraphjitError(f"model {self.name!r} expects inputs of shape "
+                                    f"{_describe_shape(own.shape)}, got {tensor.name!r} of "
+                                    f"shape {_describe_shape(tensor.shape)}")
+        values: dict[int, Any] = {id(own): t for own, t in zip(self.inputs, tensors)}
+        made_by_call: dict[str, SymbolicTensor] = {}  # selectors of multi-output layers
+        for node in self._nodes:
+            if node.layer.name in made_by_call:
+                values[id(node)] = made_by_call.pop(node.layer.name)
+                continue
+            args = [values[id(t)] for t in node.inputs]
+            result = node.layer(args if node.list_input else args[0])
+            if isinstance(result, list):
+                made_by_call.update({t.layer.name: t for t in result})
+                result = result[0].inputs[0]
+            mode = node.training if training is None else (
+                training if node.training is None else node.training and training)
+            result.training = mode
+            values[id(node)] = result
+        outputs = [values[id(t)] for t in self.outputs]
         return outputs[0] if self._single_output else outputs
 
     # -------------------------------------------------------------- summary
@@ -990,12 +1036,20 @@ class Sequential(Model):
         for layer in layers or []:
             self.add(layer)
 
-    def add(self, layer: Layer | SymbolicTensor) -> None:
+    def add(self, layer: Layer | SymbolicTensor | Model) -> None:
         if isinstance(layer, SymbolicTensor):
             if layer.layer is not None or self._stack or self._input is not None:
                 raise GraphjitError("a Sequential model takes layers.Input(...) only as its "
                                     "first element")
             self._input = layer
+        elif isinstance(layer, Sequential):  # nested: its layers join this stack (shared)
+            if not layer._stack:
+                raise GraphjitError(f"Sequential {layer.name!r} has no layers to add")
+            self._stack.extend(layer._stack)
+        elif isinstance(layer, Model):
+            raise GraphjitError(f"a functional model ({layer.name!r}) cannot be a layer of a "
+                                "Sequential: call it on a tensor in a functional model, "
+                                "outputs = inner(inputs)")
         elif isinstance(layer, Layer):
             self._stack.append(layer)
         else:

@@ -205,8 +205,11 @@ def model_config(model: Any) -> dict[str, Any]:
     refs: dict[int, list] = {id(t): ["input", i] for i, t in enumerate(model.inputs)}
     nodes = []
     for position, node in enumerate(model._nodes):
-        nodes.append({"layer": node.layer.name, "inputs": [refs[id(t)] for t in node.inputs],
-                      "list_input": node.list_input})
+        record = {"layer": node.layer.name, "inputs": [refs[id(t)] for t in node.inputs],
+                  "list_input": node.list_input}
+        if getattr(node, "training", None) is not None:  # a nested model's training=False
+            record["training"] = node.training
+        nodes.append(record)
         refs[id(node)] = ["node", position]
     return {"class_name": "Functional", "config": {
         "name": model.name, "inputs": [_tensor_spec(t) for t in model.inputs],
@@ -281,6 +284,7 @@ def model_from_config(config: dict[str, Any], custom_objects: dict | None = None
         if isinstance(result, list):
             made_by_call.update({t.layer.name: t for t in result})
             result = result[0].inputs[0]  # the node of the layer itself
+        result.training = node.get("training")
         tensors.append(result)
     outputs = [resolve(r) for r in body["outputs"]]
     return Model(inputs, outputs[0] if body["single_output"] else outputs, name=body["name"])

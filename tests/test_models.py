@@ -392,3 +392,77 @@ def test_fit_prints_a_progress_line_per_epoch(capsys):
     assert "Epoch 1/2" in out and "Epoch 2/2" in out
     assert out.count("3/3 [==============================]") == 2
     assert "/step - loss: " in out and "accuracy: " in out
+
+
+# ---------------------------------------------------------------- nested models
+
+
+def pretrained_base(seed=5):
+    layers.set_seed(seed)
+    base = gj.Sequential([layers.Input((4,)), layers.Dense(5, activation="relu"),
+                          layers.BatchNormalization(momentum=0.5), layers.Dense(3)], name="base")
+    base.compile(optimizer="adam", loss="mse")
+    x = np.random.default_rng(seed).normal(size=(32, 4)).astype(np.float32)
+    base.fit(x, np.zeros((32, 3), np.float32), batch_size=8, epochs=1, verbose=0)
+    return base, x
+
+
+def test_a_frozen_base_model_called_with_training_false_stays_frozen_and_in_inference(tmp_path):
+    """Keras' transfer-learning recipe: base.trainable = False; base(inputs, training=False)."""
+    base, x = pretrained_base()
+    base.trainable = False
+    inputs = layers.Input((4,))
+    outputs = layers.Dense(2, name="head")(base(inputs, training=False))
+    model = gj.Model(inputs, outputs, name="transfer")
+    assert [layer.name for layer in model.layers[:3]] == [layer.name for layer in base.layers]
+    frozen = base.get_weights()  # kernels and the BatchNormalization statistics
+    model.compile(optimizer="adam", loss="mse")
+    y = np.random.default_rng(6).normal(size=(32, 2)).astype(np.float32)
+    head_before = model.get_layer("head").get_weights()
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    for got, want in zip(base.get_weights(), frozen):
+        np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(model.get_layer("head").get_weights()[0], head_before[0])
+    head = model.get_layer("head").params
+    np.testing.assert_allclose(model.predict(x, verbose=0),
+                               base.predict(x, verbose=0) @ head["kernel"] + head["bias"],
+                               rtol=1e-5, atol=1e-6)
+    # fine-tuning: the base trains, its BatchNormalization still in inference mode
+    base.trainable = True
+    model.compile(optimizer=optimizers.SGD(0.05), loss="mse")
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    bn = base.layers[1]
+    np.testing.assert_array_equal(bn.state["moving_mean"], frozen[4])
+    assert not np.array_equal(base.layers[0].params["kernel"], frozen[0])
+    # the nesting (and training=False) survives the archive
+    model.save(tmp_path / "transfer.keras")
+    loaded = gj.models.load_model(tmp_path / "transfer.keras")
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    loaded.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    np.testing.assert_array_equal(loaded.layers[1].state["moving_mean"], frozen[4])
+
+
+def test_nested_sequentials_and_a_shared_functional_encoder():
+    layers.set_seed(7)
+    augment = gj.Sequential([layers.Rescaling(0.5, offset=1.0)], name="augment")  # no Input
+    model = gj.Sequential([layers.Input((4,)), augment, layers.Dense(2)])
+    assert len(model.layers) == 2 and model.layers[0] is augment.layers[0]
+    x = np.random.default_rng(8).normal(size=(5, 4)).astype(np.float32)
+    dense = model.layers[1].params
+    np.testing.assert_allclose(model.predict(x, verbose=0),
+                               (x * 0.5 + 1) @ dense["kernel"] + dense["bias"], rtol=1e-5)
+    # a siamese pair: one encoder model applied to two inputs, its weights shared
+    encoder_in = layers.Input((4,))
+    encoder = gj.Model(encoder_in, layers.Dense(3, activation="tanh", name="enc")(encoder_in))
+    a, b = layers.Input((4,)), layers.Input((4,))
+    distance = layers.Subtract()([encoder(a), encoder(b)])
+    siamese = gj.Model([a, b], distance)
+    enc = encoder.get_layer("enc").params
+    code = (lambda v: np.tanh(v @ enc["kernel"] + enc["bias"]))
+    np.testing.assert_allclose(siamese.predict([x, x[::-1]], verbose=0),
+                               code(x) - code(x[::-1]), rtol=1e-5, atol=1e-6)
+    assert sum(layer.name == "enc" for layer in siamese.layers) == 1
+    with pytest.raises(gj.GraphjitError, match="cannot be a layer of a Sequential"):
+        gj.Sequential([layers.Input((4,)), encoder])
+    with pytest.raises(gj.GraphjitError, match=r"expects inputs of shape \(batch, 4\)"):
+        encoder(layers.Input((5,)))
