@@ -44,6 +44,15 @@ def is_device_array(value: Any) -> bool:
         hasattr(value, "copy_to_host") and hasattr(value, "shape") and hasattr(value, "dtype"))
 
 
+def device_array_dtype(value: Any) -> np.dtype:
+    """The NumPy dtype of a device array (a torch dtype is not one: read the interface's
+    typestr)."""
+    interface = getattr(value, "__cuda_array_interface__", None)
+    if isinstance(interface, dict) and "typestr" in interface:
+        return np.dtype(interface["typestr"])
+    return np.dtype(value.dtype)
+
+
 def leaf_spec(value: Any, where: str) -> LeafSpec:
     if isinstance(value, np.ndarray):
         if not is_supported(value.dtype):
@@ -61,7 +70,12 @@ def leaf_spec(value: Any, where: str) -> LeafSpec:
         return LeafSpec((), np.asarray(value).dtype if not isinstance(value, int) or
                         isinstance(value, bool) else np.dtype(np.int64), weak=True)
     if is_device_array(value):   # target="cuda" uses device arrays in place (no host copy)
-        return LeafSpec(tuple(value.shape), np.dtype(value.dtype))
+        dtype = device_array_dtype(value)
+        if not is_supported(dtype):
+            raise DTypeError(f"{where} is a device array of dtype {dtype}; graphjit compiles "
+                             "float32, float64, int32, int64 and bool: convert it on the device "
+                             "(.astype()) before the call", user_source())
+        return LeafSpec(tuple(value.shape), dtype)
     raise ArgumentError(f"{where} is of type {type(value).__name__}, which graphjit cannot pass "
                         "to compiled code: pass NumPy arrays, NumPy or Python scalars, or "
                         "tuples/lists/dicts of them, or mark the argument static with "
@@ -69,16 +83,23 @@ def leaf_spec(value: Any, where: str) -> LeafSpec:
 
 
 def trace(fn: Callable, leaves_specs: Sequence[LeafSpec], rebuild_args: Callable[[list], tuple],
-          name: str | None = None) -> TracedFunction:
+          name: str | None = None, same_as: dict[int, int] | None = None) -> TracedFunction:
     """Run `fn` on tracers standing for the argument leaves; record the graph.
 
     `rebuild_args(leaf_values) -> (args, kwargs)` puts tracers back where the leaves were, with
-    static arguments as the concrete values.
+    static arguments as the concrete values. `same_as[j] = i`: leaf j is the very same array as
+    leaf i (f(a, a)), so the function sees one traced array in both places (its param j is
+    unused, and only leaf i is written back).
     """
     ctx = TraceContext(name or getattr(fn, "__name__", "fn"))
     tracers = [ctx.param(s.shape, s.dtype, weak=s.weak) for s in leaves_specs]
-    args, kwargs = rebuild_args(list(tracers))
-    result = fn(*args, **kwargs)
+    same_as = same_as or {}
+    args, kwargs = rebuild_args([tracers[same_as.get(n, n)] for n in range(len(tracers))])
+    from . import numpy_api  # noqa: F401  (every handler registered before NumPy is wrapped)
+    from .creation import creating_traced_arrays
+
+    with creating_traced_arrays(ctx):
+        result = fn(*args, **kwargs)
     out_leaves, out_tree = flatten(result)
     graph = ctx.graph
     out_weak = []

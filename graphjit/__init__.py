@@ -37,6 +37,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "saving": ("graphjit.saving", None),
     "datasets": ("graphjit.datasets", None),
     "benchmark": ("graphjit.benchmarking", "benchmark"),
+    "profile": ("graphjit.profiling", "profile"),
     "cache": ("graphjit.cache", None),
     "dask": ("graphjit.dask", None),
     "distribute": ("graphjit.distribute", None),

@@ -24,6 +24,7 @@ examples:
   graphjit dump examples/quickstart.py:block --stage llvm
   graphjit dump examples/softmax.py:softmax --render softmax.svg
   graphjit bench examples/mlp.py:mlp
+  graphjit profile examples/mlp.py:mlp
   graphjit cache info
 """
 
@@ -130,6 +131,15 @@ def command_bench(options: argparse.Namespace) -> int:
     return 0 if result.agree else 1
 
 
+def command_profile(options: argparse.Namespace) -> int:
+    from graphjit.profiling import profile
+
+    function, args = load_target(options.target)
+    result = profile(function, *args, min_time=options.min_time, eager=not options.no_eager)
+    print(result)
+    return 0
+
+
 def _cache_module() -> ModuleType | None:
     try:
         return importlib.import_module("graphjit.cache")
@@ -188,6 +198,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--min-time", type=float, default=0.02,
                        help="seconds per sample at least (default 0.02)")
     bench.set_defaults(run=command_bench)
+
+    profile = commands.add_parser(
+        "profile", help="time every kernel, BLAS call and host step of FILE.py:FUNC",
+        epilog=EXAMPLE_ARGS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    profile.add_argument("target", metavar="FILE.py:FUNC")
+    profile.add_argument("--min-time", type=float, default=0.2,
+                         help="seconds spent timing the kernels, at least (default 0.2)")
+    profile.add_argument("--no-eager", action="store_true",
+                         help="do not time the undecorated function for comparison")
+    profile.set_defaults(run=command_profile)
 
     cache = commands.add_parser("cache", help="show or clear the persistent compilation cache")
     cache.add_argument("action", choices=("info", "clear"))

@@ -66,6 +66,13 @@ class Lowered:
 
         return fusion_report(self.graph, self.program)
 
+    def profile(self, *args: Any, **kwargs: Any) -> Any:
+        """Time per kernel, BLAS call and host step on these arguments (graphjit/profiling.py);
+        `print()` it. Keywords min_time= and eager= go to the profiler."""
+        from graphjit.profiling import profile
+
+        return profile(self.jitted, *args, **kwargs)
+
     def compile_stats(self) -> dict[str, float]:
         return dict(self.stats)
 

@@ -113,3 +113,93 @@ def test_an_unusable_device_argument_is_a_graphjit_error():
     jitted = gj.jit(lambda a: a + 1, target="cuda")
     with pytest.raises(gj.GraphjitError):
         jitted(NotReallyOnTheDevice())
+
+
+# ---------------------------------------------------------------- in-place updates and refusals
+
+def _add_in_place(x, y):
+    x += y
+    return x.sum()
+
+
+@pytest.mark.parametrize("make_view", [lambda d: d, lambda d: d[::2], lambda d: d[:, 1:3].T],
+                         ids=["contiguous", "every_other_row", "transposed_window"])
+def test_in_place_updates_reach_the_callers_device_array(make_view):
+    x = RNG.standard_normal((6, 4))
+    y = RNG.standard_normal(make_view(x).shape)
+    whole = to_device(x)
+    view = make_view(whole)
+    total = gj.jit(_add_in_place, target="cuda")(view, y)
+    expected = x.copy()
+    make_view(expected)[...] += y
+    np.testing.assert_allclose(whole.copy_to_host(), expected)   # the rest left alone
+    np.testing.assert_allclose(float(host(total)), make_view(expected).sum())
+
+
+def test_in_place_update_of_a_host_argument_beside_a_device_one():
+    x, y = RNG.standard_normal(5), RNG.standard_normal(5)
+    expected = x + y
+    gj.jit(_add_in_place, target="cuda")(x, to_device(y))      # results are device arrays
+    np.testing.assert_allclose(x, expected)
+
+
+def test_device_arrays_on_another_target_are_a_clear_error():
+    with pytest.raises(gj.ArgumentError, match="target='cuda'"):
+        gj.jit(lambda a: a + 1)(to_device(np.ones(3)))
+
+
+def test_unsupported_device_dtype_is_a_dtype_error():
+    with pytest.raises(gj.GraphjitError, match="float16"):
+        gj.jit(lambda a: a * 2, target="cuda")(to_device(np.ones(3, np.float16)))
+
+
+def test_device_dtype_comes_from_the_interface_not_the_library_dtype():
+    from graphjit.frontend.trace import device_array_dtype, leaf_spec
+
+    class TorchLike:                       # torch's dtype is torch.float32, not a NumPy dtype
+        shape = (2, 3)
+        dtype = "torch.float32"
+        __cuda_array_interface__ = {"shape": (2, 3), "typestr": "<f4", "data": (0, False),
+                                    "version": 3}
+
+    assert device_array_dtype(TorchLike()) == np.float32
+    assert leaf_spec(TorchLike(), "x").dtype == np.float32
+
+
+def _gpu_library(name):
+    """The module when it is importable and sees a GPU (simulator off), else None."""
+    if device.simulator_enabled():
+        return None
+    try:
+        module = __import__(name)
+    except Exception:
+        return None
+    try:
+        ok = module.cuda.is_available() if name == "torch" else \
+            module.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        ok = False
+    return module if ok else None
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("library", ["torch", "cupy"])
+def test_gpu_library_arrays_in_give_the_same_kind_out(library):
+    module = _gpu_library(library)
+    if module is None:
+        pytest.skip(f"needs a real CUDA GPU and {library}")
+    x = RNG.standard_normal((64, 48)).astype(np.float32)
+    y = RNG.standard_normal((48, 64)).astype(np.float32)
+    if library == "torch":
+        dx, dy = module.from_numpy(x).cuda(), module.from_numpy(y).cuda().T   # a strided view
+        back = lambda a: a.cpu().numpy()  # noqa: E731
+    else:
+        dx, dy = module.asarray(x), module.asarray(y).T
+        back = module.asnumpy
+    fn = gj.jit(lambda a, b: (np.tanh(a) + b, (a * b).sum(axis=0)), target="cuda")
+    out, sums = fn(dx, dy)
+    assert type(out) is type(dx) and type(sums) is type(dx)
+    np.testing.assert_allclose(back(out), np.tanh(x) + y.T, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(back(sums), (x * y.T).sum(axis=0), rtol=1e-4, atol=1e-4)
+    gj.jit(_add_in_place, target="cuda")(dx, dy)
+    np.testing.assert_allclose(back(dx), x + y.T, rtol=1e-6)

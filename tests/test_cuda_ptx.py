@@ -67,8 +67,9 @@ SCRIPT = textwrap.dedent("""
         "softmax_row_f32": softmax_program((128, 1024)).program(),
         "softmax_row_f64": softmax_program((8, 33), F64).program(),
         "argmax_row_f32": argmax_rows(F32),
-        "matmul_epilogue_f32": matmul_program(
-            (256, 128), (128, 64), F32, epilogue=bias_relu_epilogue((64,), 256, 64)).program(),
+        "matmul_epilogue_f32": matmul_program(   # large enough for the 128 x 128 tiles
+            (2048, 64), (64, 2048), F32, epilogue=bias_relu_epilogue((2048,), 2048, 2048)
+        ).program(),
         "matmul_epilogue_f64": matmul_program(
             (65, 33), (33, 17), F64, epilogue=bias_relu_epilogue((17,), 65, 17, F64)).program(),
         "matmul_transposed_batched_f32": matmul_program(

@@ -29,7 +29,7 @@ from graphjit.compiler.kernel import Kernel
 from graphjit.runtime.disk_cache import DiskCache, Uncacheable, canonical_text, source_fingerprint
 
 from . import llvm
-from .blas import GemmPlan, MatmulRunner, gemm_address, plan_gemm
+from .blas import GemmPlan, MatmulRunner, blas_library, gemm_address, plan_gemm
 from .executable import Executable, HostStep, RunStep, Workspace
 from .threads import ThreadPool, chunk_count, default_pool, default_pool_size, split
 
@@ -103,6 +103,7 @@ class _Planner:
         self._segments = 0
         self._gemms = 0
         self._bind = True
+        self.gemm_kernels: dict[str, MatmulKernel] = {}   # GemmCall.name -> its step (profiles)
 
     def plan(self, bind_natively: bool) -> list[PlanItem]:
         """The first item is always the entry segment (which binds the call's arrays when
@@ -147,7 +148,9 @@ class _Planner:
             self.items.append(MatmulPlan(step, epilogue, ranges))
             return
         self._gemms += 1
-        self._pending.append(_gemm_call(plan, f"matmul{self._gemms}"))
+        call = _gemm_call(plan, f"matmul{self._gemms}")
+        self.gemm_kernels[call.name] = step
+        self._pending.append(call)
         if epilogue is None or not ranges:
             return
         if len(ranges) > 1:
@@ -187,13 +190,19 @@ def _kernel_call(rendered: Rendered) -> llvm.KernelCall:
 def _gemm_call(plan: GemmPlan, name: str) -> llvm.GemmCall:
     return llvm.GemmCall(name, plan.routine, plan.trans_b, plan.trans_a,
                          (plan.n, plan.m, plan.k, plan.ldb, plan.lda, plan.ldc),
-                         (plan.a, plan.b, plan.c), plan.offsets)
+                         (plan.a, plan.b, plan.c), plan.offsets, plan.int_bits,
+                         blas_library().threads if plan.single_threaded else 0)
 
 
 def _register_blas() -> None:
     """Bind the BLAS symbols native entry functions call (before any object code is loaded)."""
     for routine, symbol in llvm.BLAS_SYMBOLS.items():
-        llvm.register_symbol(symbol, gemm_address(routine))
+        address = gemm_address(routine)
+        if address:   # no BLAS found: every product runs through np.matmul (blas.plan_gemm)
+            llvm.register_symbol(symbol, address)
+    library = blas_library()
+    if library is not None and library.set_threads:
+        llvm.register_symbol(llvm.BLAS_THREADS_SYMBOL, library.set_threads)
 
 
 def _symbol(text: str) -> str:
@@ -234,20 +243,24 @@ class CPUBackend:
         start = time.perf_counter()
         rendered = self._render_all(program)
         stats["render"] = stats.get("render", 0.0) + time.perf_counter() - start
-        items, sources, symbols = _plan_and_sources(program, rendered, threads, bind_natively)
+        planner, items, sources, symbols = _plan_and_sources(program, rendered, threads,
+                                                             bind_natively)
         _register_blas()
         library = self._native_library(sources, stats, symbols, key,
                                        _kernel_summaries(program, rendered))
-        return self._build(program, items, library, bind_natively)
+        return self._build(program, items, library, bind_natively, planner.gemm_kernels)
 
     def _build(self, program: Program, items: list[PlanItem], library: llvm.NativeLibrary,
-               bind_natively: bool) -> Executable:
+               bind_natively: bool, gemm_kernels: dict[str, MatmulKernel]) -> Executable:
         try:
-            return self._executable(program, items, library, bind_natively)
+            executable = self._executable(program, items, library, bind_natively)
         except GraphjitError:
             raise
         except Exception as exc:
             raise CompileError(f"could not build the CPU executable: {exc}") from exc
+        executable.profile_units = functools.partial(
+            _profile_units, program, items, library, self._pool_of, gemm_kernels)
+        return executable
 
     def _thread_count(self) -> int:
         """The pool size the plan is made for (the pool itself starts on the first parallel
@@ -290,14 +303,14 @@ class CPUBackend:
 
             def sources() -> list[str]:   # for lower().as_text("llvm"), made when asked
                 fresh = self._render_all(program)
-                return _plan_and_sources(program, fresh, threads, bind_natively)[1]
+                return _plan_and_sources(program, fresh, threads, bind_natively)[2]
 
             library = llvm.load_object(object_code, llvm.ModuleTexts(sources=sources), symbols)
         except CompileError as exc:
             self._discard(key, str(exc))
             return None
         stats["load"] = time.perf_counter() - start
-        return self._build(program, items, library, bind_natively)
+        return self._build(program, items, library, bind_natively, planner.gemm_kernels)
 
     def _discard(self, key: str, reason: str) -> None:
         # its key matched, so it was made by an incompatible build: delete it and recompile
@@ -410,13 +423,15 @@ def _loop_kernels(program: Program) -> list[LoopKernel]:
 
 
 def _plan_and_sources(program: Program, rendered: dict[int, Rendered], threads: int,
-                      bind_natively: bool) -> tuple[list[PlanItem], list[str], list[str]]:
-    items = _Planner(program, rendered, threads).plan(bind_natively)
+                      bind_natively: bool
+                      ) -> tuple["_Planner", list[PlanItem], list[str], list[str]]:
+    planner = _Planner(program, rendered, threads)
+    items = planner.plan(bind_natively)
     segments = [item for item in items if isinstance(item, llvm.Segment)]
     kernels = _unique(rendered.values())
     sources = [r.llvm_ir for r in kernels] + [llvm.segments_ir(segments)]
     symbols = [r.name for r in kernels] + [s.name for s in segments]
-    return items, sources, symbols
+    return planner, items, sources, symbols
 
 
 def _kernel_summaries(program: Program, rendered: dict[int, Rendered]) -> bytes:
@@ -524,3 +539,77 @@ def _matmul_step(plan: MatmulPlan, program: Program, pool: Callable[[], ThreadPo
 
 
 __all__ = ["CPUBackend"]
+
+
+# ---------------------------------------------------------------- profiling (runtime/profile.py)
+
+def _profile_units(program: Program, items: list[PlanItem], library: llvm.NativeLibrary,
+                   pool: Callable[[], ThreadPool], gemm_kernels: dict[str, MatmulKernel]) -> list:
+    """The program's work as separately runnable units, in the order a call runs it: each
+    kernel and BLAS call of a native segment on its own, parallel loops through the pool."""
+    from graphjit.runtime.profile import ProfileUnit
+
+    loops: dict[str, tuple[LoopKernel, MatmulKernel | None]] = {}
+    for step in program.steps:
+        if isinstance(step, LoopKernel):
+            loops[step.name] = (step, None)
+        elif isinstance(step, MatmulKernel) and step.epilogue is not None:
+            loops[step.epilogue.name] = (step.epilogue, step)
+
+    def loop_unit(rendered: Rendered, ranges: Sequence[tuple[int, int]]) -> ProfileUnit:
+        kernel, parent = loops.get(rendered.name, (None, None))
+        run = _loop_step(pool, library, rendered, tuple(ranges) or ((0, rendered.extent),))
+        function = KERNEL_FUNCTION(library.address(rendered.name))
+        kind = "epilogue" if parent is not None else "loop"
+        return ProfileUnit(kernel, kind, run, max(1, len(ranges)),
+                           empty_call=lambda workspace: function(workspace.address, 0, 0),
+                           epilogue_of=parent)
+
+    def matmul_unit(kernel: MatmulKernel) -> ProfileUnit:
+        runner = MatmulRunner(kernel, program.buffers[kernel.a.buffer].dtype,
+                              program.buffers[kernel.b.buffer].dtype)
+        if runner.plan is not None:
+            threads = 1 if runner.plan.single_threaded else max(1, blas_library().threads)
+            kind = f"blas {runner.plan.routine}"
+        else:
+            threads, kind = 1, "matmul (numpy)"
+        return ProfileUnit(kernel, kind, lambda workspace: runner(workspace.table), threads)
+
+    rendered_by_name: dict[str, Rendered] = {}
+    for item in items:
+        if isinstance(item, ParallelPlan):
+            rendered_by_name[item.kernel.name] = item.kernel
+        elif isinstance(item, MatmulPlan) and item.epilogue is not None:
+            rendered_by_name[item.epilogue.name] = item.epilogue
+    units: list = []
+    for item in items:
+        if isinstance(item, llvm.Segment):
+            for call in item.calls:
+                if isinstance(call, llvm.GemmCall):
+                    units.append(matmul_unit(gemm_kernels[call.name]))
+                else:
+                    units.append(loop_unit(_CallRendered(call), [(0, call.extent)]))
+        elif isinstance(item, ParallelPlan):
+            units.append(loop_unit(item.kernel, item.ranges))
+        elif isinstance(item, MatmulPlan):
+            units.append(matmul_unit(item.kernel))
+            if item.epilogue is not None:
+                units.append(loop_unit(item.epilogue, item.epilogue_ranges))
+        elif isinstance(item, HostKernel):
+            units.append(ProfileUnit(item, "host (numpy)", HostStep(item, program)))
+    return units
+
+
+@dataclass(frozen=True)
+class _CallRendered:
+    """A KernelCall of a segment seen as a Rendered kernel (its symbol and extent)."""
+
+    call: llvm.KernelCall
+
+    @property
+    def name(self) -> str:
+        return self.call.symbol
+
+    @property
+    def extent(self) -> int:
+        return self.call.extent

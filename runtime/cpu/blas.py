@@ -1,19 +1,27 @@
-"""Matrix products: sgemm/dgemm from SciPy's BLAS, called on the program's buffers in place.
+"""Matrix products: sgemm/dgemm from the OpenBLAS NumPy itself loads, called on the program's
+buffers in place.
+
+One BLAS, one BLAS thread pool: the library is NumPy's own (numpy.libs/libscipy_openblas64_*.so
+in NumPy's wheels, ILP64 symbols `scipy_sgemm_64_`; elsewhere whichever OpenBLAS NumPy's
+extension mapped, found in /proc/self/maps), so SciPy is not needed and no second OpenBLAS with a
+second set of threads is ever loaded. Small products run single-threaded (`SINGLE_THREAD_MNK`):
+on a shared or busy machine OpenBLAS's threads wait for a core that is running something else
+(a 64x192x100 sgemm took 1.1 ms on 2 threads against 51 us on one), and below a few million
+multiply-adds a second thread cannot pay for its hand-off anyway.
 
 The Program describes each operand as an affine `Access` over (batch..., rows, cols). BLAS is
 column-major, so the row-major product C = A @ B is computed as C^T = B^T @ A^T: an operand whose
 columns are contiguous is passed as is ('N'), one whose rows are contiguous (a transposed view) is
 passed with the 'T' flag, so transposes never copy. A batch is a loop of BLAS calls. Anything BLAS
 cannot express (integer or bool dtypes, negative or doubly strided operands, many tiny batches,
-sizes beyond 32-bit BLAS, empty operands) goes through `np.matmul` on strided views of the same
-buffers.
+sizes beyond 32-bit BLAS, empty operands, no BLAS found) goes through `np.matmul` on strided views
+of the same buffers.
 """
 from __future__ import annotations
 
 import ctypes
 import functools
 import glob
-import importlib.util
 import itertools
 import math
 import os
@@ -30,70 +38,127 @@ _INT32_MAX = 2**31 - 1
 # Below this many multiply-adds per product, a batch is cheaper through one np.matmul call than
 # through one ctypes BLAS call (about 1.5 us each) per batch element.
 _SMALL_PRODUCT = 16 * 16 * 16
+# Products below this many multiply-adds run with OpenBLAS set to one thread (see the docstring):
+# about 0.2 ms of single-threaded work.
+SINGLE_THREAD_MNK = 1 << 22
 
-_GEMM = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 13))
-_gemm_cache: dict[np.dtype, Callable] = {}
+# (symbol prefix, suffix, integer bits) of the Fortran ?gemm in the builds NumPy ships or links
+_NAMINGS = (("scipy_", "_64_", 64), ("", "_64_", 64), ("", "64_", 64), ("scipy_", "_", 32),
+            ("", "_", 32))
+# openblas_set_num_threads(int) by the same namings
+_THREAD_SETTERS = ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_",
+                   "scipy_openblas_set_num_threads", "openblas_set_num_threads")
+_THREAD_GETTERS = ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_",
+                   "scipy_openblas_get_num_threads", "openblas_get_num_threads")
 
 
-def gemm_address(routine: str) -> int:
-    """Address of SciPy's Fortran ?gemm ("sgemm" or "dgemm").
+@dataclass(frozen=True)
+class BlasLibrary:
+    """The BLAS graphjit calls: its path, symbol naming and the width of its integers."""
 
-    Straight from the OpenBLAS that SciPy's wheels bundle when it is there (a 5 ms dlopen), else
-    from `scipy.linalg.cython_blas`'s C-API capsule: importing scipy.linalg costs ~0.7 s, most of
-    a fresh process's first compile."""
-    address = _bundled_gemm_address(routine)
-    return address if address else _capsule_gemm_address(routine)
+    path: str
+    handle: ctypes.CDLL
+    prefix: str
+    suffix: str
+    int_bits: int
+    set_threads: int | None       # address of openblas_set_num_threads(int), if any
+    threads: int                  # its thread count when graphjit loaded it (restored after
+                                  # every single-threaded product)
+
+    def gemm_address(self, routine: str) -> int:
+        return _address(self.handle, f"{self.prefix}{routine}{self.suffix}")
+
+    @property
+    def int_ctype(self) -> type:
+        return ctypes.c_int64 if self.int_bits == 64 else ctypes.c_int32
 
 
-@functools.lru_cache(maxsize=None)
-def _bundled_openblas() -> ctypes.CDLL | None:
-    """SciPy's own OpenBLAS (scipy.libs/libscipy_openblas*.so, the library cython_blas links),
-    found without importing scipy."""
+def _address(handle: ctypes.CDLL, symbol: str) -> int | None:
     try:
-        spec = importlib.util.find_spec("scipy")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    package = next(iter(spec.submodule_search_locations))
-    libraries = sorted(glob.glob(os.path.join(package + ".libs", "libscipy_openblas-*.so")))
-    if len(libraries) != 1:   # none, or several (an ILP64 one): let scipy itself decide
-        return None
-    try:
-        return ctypes.CDLL(libraries[0])
-    except OSError:
-        return None
-
-
-def _bundled_gemm_address(routine: str) -> int | None:
-    library = _bundled_openblas()
-    if library is None:
-        return None
-    try:
-        return ctypes.cast(getattr(library, f"scipy_{routine}_"), ctypes.c_void_p).value
+        return ctypes.cast(getattr(handle, symbol), ctypes.c_void_p).value
     except AttributeError:
         return None
 
 
-def _capsule_gemm_address(routine: str) -> int:
-    from scipy.linalg import cython_blas
+def _candidate_paths() -> list[str]:
+    """NumPy's bundled OpenBLAS first, then any BLAS this process has mapped (NumPy's own
+    extension links it, so it is mapped once numpy is imported)."""
+    package = os.path.dirname(np.__file__)
+    bundled = sorted(glob.glob(os.path.join(package + ".libs", "lib*openblas*.so*")))
+    mapped: list[str] = []
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                path = line.split()[-1] if line.strip() else ""
+                name = os.path.basename(path)
+                if "blas" in name and path.startswith("/") and path not in mapped:
+                    mapped.append(path)
+    except OSError:
+        pass
+    return [*bundled, *(p for p in mapped if p not in bundled)]
 
-    capsule = cython_blas.__pyx_capi__[routine]
-    get_name = ctypes.pythonapi.PyCapsule_GetName
-    get_name.restype = ctypes.c_char_p
-    get_name.argtypes = [ctypes.py_object]
-    get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
-    get_pointer.restype = ctypes.c_void_p
-    get_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
-    return get_pointer(capsule, get_name(capsule))
+
+@functools.lru_cache(maxsize=1)
+def blas_library() -> BlasLibrary | None:
+    """The BLAS NumPy uses, or None (then every product goes through np.matmul)."""
+    for path in _candidate_paths():
+        try:
+            handle = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix, suffix, bits in _NAMINGS:
+            if _address(handle, f"{prefix}sgemm{suffix}") and _address(
+                    handle, f"{prefix}dgemm{suffix}"):
+                setter = next((a for a in (_address(handle, n) for n in _THREAD_SETTERS) if a),
+                              None)
+                getter = next((a for a in (_address(handle, n) for n in _THREAD_GETTERS) if a),
+                              None)
+                threads = _GET_THREADS(getter)() if getter else 0
+                if threads < 1:
+                    setter = None   # no thread count to restore: leave BLAS's threads alone
+                return BlasLibrary(path, handle, prefix, suffix, bits, setter, max(threads, 1))
+    return None
+
+
+def gemm_address(routine: str) -> int | None:
+    """Address of the Fortran ?gemm ("sgemm" or "dgemm") of NumPy's BLAS, or None."""
+    library = blas_library()
+    return library.gemm_address(routine) if library is not None else None
+
+
+_SET_THREADS = ctypes.CFUNCTYPE(None, ctypes.c_int)
+_GET_THREADS = ctypes.CFUNCTYPE(ctypes.c_int)
+
+
+class single_threaded_blas:
+    """`with single_threaded_blas(): ...` runs BLAS calls on one thread, then sets BLAS back to
+    its thread count at load (for products called from Python; native segments do the same
+    inline). It restores a fixed count, not the count it found, so that two calls overlapping
+    from two Python threads can never leave BLAS stuck on one thread."""
+
+    def __enter__(self) -> None:
+        library = blas_library()
+        self._set = None
+        if library is not None and library.set_threads:
+            self._set = _SET_THREADS(library.set_threads)
+            self._threads = library.threads
+            self._set(1)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._set is not None:
+            self._set(self._threads)
 
 
 def gemm_function(dtype: np.dtype) -> Callable:
-    """The ?gemm of SciPy's BLAS for `dtype`, as a ctypes function of 13 pointers."""
+    """The ?gemm of NumPy's BLAS for `dtype`, as a ctypes function of 13 pointers."""
     dtype = np.dtype(dtype)
     if dtype not in _gemm_cache:
         _gemm_cache[dtype] = _GEMM(gemm_address(_BLAS_NAMES[dtype]))
     return _gemm_cache[dtype]
+
+
+_GEMM = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 13))
+_gemm_cache: dict[np.dtype, Callable] = {}
 
 
 def blas_layout(stride_rows: int, stride_cols: int, rows: int, cols: int
@@ -138,12 +203,22 @@ class GemmPlan:
     b: int
     c: int
     offsets: tuple[tuple[int, int, int], ...]    # byte offsets (a, b, c) per batch element
+    int_bits: int = 32           # the BLAS's integer width (ILP64 builds: 64)
+
+    @property
+    def single_threaded(self) -> bool:
+        """Run with BLAS on one thread (only where the BLAS can set its thread count)."""
+        library = blas_library()
+        return (self.m * self.n * self.k < SINGLE_THREAD_MNK and library is not None
+                and library.set_threads is not None and library.threads > 1)
 
 
 def plan_gemm(kernel: MatmulKernel, a_dtype: np.dtype, b_dtype: np.dtype) -> GemmPlan | None:
     """The BLAS plan of a matmul, or None where BLAS cannot run it (see the module docstring)."""
     dtype = np.dtype(kernel.dtype)
     if dtype not in _BLAS_NAMES or np.dtype(a_dtype) != dtype or np.dtype(b_dtype) != dtype:
+        return None
+    if blas_library() is None:
         return None
     batch_count = math.prod(kernel.batch)
     if max(kernel.m, kernel.n, kernel.k) > _INT32_MAX or min(kernel.m, kernel.n, kernel.k) == 0:
@@ -166,7 +241,7 @@ def plan_gemm(kernel: MatmulKernel, a_dtype: np.dtype, b_dtype: np.dtype) -> Gem
     return GemmPlan(_BLAS_NAMES[dtype], dtype, b"N" if layout_b[0] else b"T",
                     b"N" if layout_a[0] else b"T", kernel.n, kernel.m, kernel.k,
                     layout_b[1], layout_a[1], max(1, kernel.n), kernel.a.buffer,
-                    kernel.b.buffer, kernel.out, offsets)
+                    kernel.b.buffer, kernel.out, offsets, blas_library().int_bits)
 
 
 class MatmulRunner:
@@ -186,10 +261,11 @@ class MatmulRunner:
     def _gemm_args(self, plan: GemmPlan) -> tuple:
         """Addresses of the by-reference scalar arguments of ?gemm (kept alive by this runner)."""
         scalar = _SCALAR_CTYPES[plan.dtype]
+        integer = blas_library().int_ctype
         values = [ctypes.c_char(plan.trans_b), ctypes.c_char(plan.trans_a),
-                  ctypes.c_int(plan.n), ctypes.c_int(plan.m), ctypes.c_int(plan.k),
-                  scalar(1.0), scalar(0.0), ctypes.c_int(plan.ldb), ctypes.c_int(plan.lda),
-                  ctypes.c_int(plan.ldc)]
+                  integer(plan.n), integer(plan.m), integer(plan.k),
+                  scalar(1.0), scalar(0.0), integer(plan.ldb), integer(plan.lda),
+                  integer(plan.ldc)]
         self._keep = values
         return tuple(ctypes.addressof(v) for v in values)
 
@@ -202,6 +278,12 @@ class MatmulRunner:
         a_base, b_base, c_base = table[plan.a], table[plan.b], table[plan.c]
         gemm = gemm_function(self.dtype)
         transb, transa, n, m, k, alpha, beta, ldb, lda, ldc = self._args
+        if plan.single_threaded:
+            with single_threaded_blas():
+                for a_off, b_off, c_off in plan.offsets:
+                    gemm(transb, transa, n, m, k, alpha, b_base + b_off, ldb, a_base + a_off,
+                         lda, beta, c_base + c_off, ldc)
+            return
         for a_off, b_off, c_off in plan.offsets:
             gemm(transb, transa, n, m, k, alpha, b_base + b_off, ldb, a_base + a_off, lda,
                  beta, c_base + c_off, ldc)

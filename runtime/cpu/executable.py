@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from graphjit.compiler.errors import ArgumentError, GraphjitError
-from graphjit.compiler.interpret import eval_node
+from graphjit.compiler.ops import OPS
 from graphjit.compiler.ir import Node
 from graphjit.compiler.kernel import Buffer, BufferKind, HostKernel, Program
 from graphjit.compiler.printer import format_node
@@ -96,38 +96,61 @@ class _Block:
 
 
 class BlockPool:
-    """A caching allocator for big outputs (fresh pages cost a page fault each: ~4x slower
-    writes for a 1e8-element output). Blocks return when the user's arrays die; at most
-    `per_size` free blocks are kept per size and `max_sizes` sizes (oldest size dropped)."""
+    """A caching allocator for outputs (fresh pages cost a page fault each: ~4x slower writes
+    for a 1e8-element output). Blocks return when the user's arrays die; at most `per_size` free
+    blocks are kept per size, `max_sizes` sizes (oldest size dropped) and `max_bytes` in all.
 
-    MIN_BYTES = 256 * 1024   # below this, np.empty (malloc's own free lists) is faster
+    Medium outputs need it too: a call whose 100 KB outputs the caller drops at once frees them
+    at the top of malloc's heap, which glibc then trims (past M_TRIM_THRESHOLD, 128 KB) and
+    faults back in on the next call: 0.3 ms a call for sgd_momentum's two (256, 100) outputs
+    on a VM, against 30 us with the pages kept."""
 
-    def __init__(self, per_size: int = 2, max_sizes: int = 8):
-        self.per_size, self.max_sizes = per_size, max_sizes
+    MIN_BYTES = 16 * 1024   # below this, np.empty (malloc's own free lists) is faster
+
+    def __init__(self, per_size: int = 2, max_sizes: int = 32, max_bytes: int = 1 << 30):
+        self.per_size, self.max_sizes, self.max_bytes = per_size, max_sizes, max_bytes
         self._free: dict[int, list[tuple[np.ndarray, int]]] = {}
+        self._cached = 0
 
     def empty(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         dtype = np.dtype(dtype)
         nbytes = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
-        try:
-            raw, address = self._free[nbytes].pop()
-        except (KeyError, IndexError):
-            raw, address = aligned_empty(nbytes)
-        interface = {"data": (address, False), "shape": tuple(shape), "typestr": dtype.str,
-                     "version": 3}
-        return np.asarray(_Block((raw, address), nbytes, self, interface))
+        return self.allocator(tuple(shape), dtype, nbytes)()
+
+    def allocator(self, shape: tuple[int, ...], dtype: np.dtype, nbytes: int
+                  ) -> Callable[[], np.ndarray]:
+        """A function making one array of this shape from the pool (a few us a call)."""
+        free, typestr, asarray = self._free, dtype.str, np.asarray
+
+        def allocate() -> np.ndarray:
+            blocks = free.get(nbytes)
+            if blocks:
+                raw, address = blocks.pop()
+                self._cached -= nbytes
+            else:
+                raw, address = aligned_empty(nbytes)
+            interface = {"data": (address, False), "shape": shape, "typestr": typestr,
+                         "version": 3}
+            return asarray(_Block((raw, address), nbytes, self, interface))
+
+        return allocate
 
     def give_back(self, nbytes: int, memory: tuple[np.ndarray, int]) -> None:
+        if self._cached + nbytes > self.max_bytes:
+            return
         free = self._free.get(nbytes)
         if free is None:
             while len(self._free) >= self.max_sizes:
-                self._free.pop(next(iter(self._free)), None)
+                size = next(iter(self._free))
+                self._cached -= size * len(self._free.pop(size))
             free = self._free.setdefault(nbytes, [])
         if len(free) < self.per_size:
             free.append(memory)
+            self._cached += nbytes
 
     def clear(self) -> None:
         self._free.clear()
+        self._cached = 0
 
     def cached_bytes(self) -> int:
         return sum(size * len(blocks) for size, blocks in list(self._free.items()))
@@ -138,10 +161,11 @@ output_blocks = BlockPool()
 
 
 def output_allocator(shape: tuple[int, ...], dtype: np.dtype) -> Callable[[], np.ndarray]:
-    """A function making one fresh output array: pooled if it is big, else np.empty."""
+    """A function making one fresh output array: pooled unless it is small, else np.empty."""
     dtype = np.dtype(dtype)
-    if dtype.itemsize * int(np.prod(shape, dtype=np.int64)) >= BlockPool.MIN_BYTES:
-        return lambda: output_blocks.empty(shape, dtype)
+    nbytes = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
+    if nbytes >= BlockPool.MIN_BYTES:
+        return output_blocks.allocator(tuple(shape), dtype, nbytes)
     return lambda: np.empty(shape, dtype)
 
 
@@ -267,6 +291,28 @@ class Executable:
 
         return run
 
+    def bound_workspace(self, leaves: Sequence[Any]
+                        ) -> tuple[Callable[[], Workspace], Callable[[Workspace], None]]:
+        """(prepare, finish) for running the program's pieces one by one (runtime/profile.py):
+        prepare() takes a workspace with the leaves and fresh outputs bound into its table."""
+        leaves = self._checked_leaves(leaves)
+        bind = _python_binder(self.program.buffers, self._outputs)
+        allocators = self._allocators
+        held: dict[int, list] = {}
+
+        def prepare() -> Workspace:
+            workspace = self.workspaces.acquire()
+            outputs = [allocate() for allocate in allocators]
+            bind(leaves, outputs, workspace.table)
+            held[id(workspace)] = outputs     # alive while the pieces write into them
+            return workspace
+
+        def finish(workspace: Workspace) -> None:
+            held.pop(id(workspace), None)
+            self.workspaces.release(workspace)
+
+        return prepare, finish
+
     def _checked_leaves(self, leaves: Sequence[Any]) -> list:
         """The leaves as a list of C-contiguous arrays of the params' shapes and dtypes.
 
@@ -366,27 +412,47 @@ def buffer_view(table: ctypes.Array, buffer: Buffer) -> np.ndarray:
 
 
 class HostStep:
-    """A graph node without a native lowering, run with its NumPy reference implementation."""
+    """A graph node without a native lowering, run with its NumPy reference implementation.
+
+    Its fixed cost matters on small arrays (a gather of 128 elements takes NumPy 3 us): the
+    views of its buffers are kept per (buffer, address), so a call whose arrays sit where the
+    last call's did (every TEMP, and PARAMs passed again) makes none, and the op table's
+    implementation is called directly with the node's attrs as a prepared dict."""
+
+    MAX_VIEWS = 64
 
     def __init__(self, kernel: HostKernel, program: Program):
         self.kernel = kernel
         self.node = _node_of(kernel, program)
         self.inputs = [program.buffers[i] for i in kernel.inputs]
         self.out = program.buffers[kernel.out]
+        self._impl = OPS[self.node.op].impl
+        self._kwargs = dict(self.node.attrs)
+        self._views: dict[tuple[int, int], np.ndarray] = {}
+
+    def _view(self, table: ctypes.Array, buffer: Buffer) -> np.ndarray:
+        key = (buffer.index, table[buffer.index])
+        view = self._views.get(key)
+        if view is None:
+            if len(self._views) >= self.MAX_VIEWS:
+                self._views.clear()
+            view = self._views[key] = buffer_view(table, buffer)
+        return view
 
     def __call__(self, workspace: Workspace) -> None:
         table = workspace.table
-        values = [buffer_view(table, b) for b in self.inputs]
+        view = self._view
+        values = [view(table, b) for b in self.inputs]
         try:
             with np.errstate(all="ignore"):
-                result = eval_node(self.node, values)
+                result = self._impl(*values, **self._kwargs)
+                np.copyto(view(table, self.out), result, casting="unsafe")
         except GraphjitError:
             raise
         except Exception as exc:
             raise GraphjitError(
                 f"while executing {format_node(self.kernel.node, self.node)}: "
                 f"{type(exc).__name__}: {exc}", self.node.source) from exc
-        np.copyto(buffer_view(table, self.out), result, casting="unsafe")
 
 
 def _node_of(kernel: HostKernel, program: Program) -> Node:

@@ -334,7 +334,7 @@ class KernelCall:
 @dataclass(frozen=True)
 class GemmCall:
     """?gemm on buffers of the table, once per batch element (see blas.GemmPlan). It calls the
-    external symbol BLAS_SYMBOLS[routine], which `register_symbol` binds to SciPy's BLAS in this
+    external symbol BLAS_SYMBOLS[routine], which `register_symbol` binds to NumPy's BLAS in this
     process before any object code is loaded (so cached object code relocates correctly)."""
 
     name: str                        # prefix of this call's constants
@@ -344,6 +344,9 @@ class GemmCall:
     ints: tuple[int, ...]            # n, m, k, ldb, lda, ldc
     buffers: tuple[int, int, int]    # a, b, c
     offsets: tuple[tuple[int, int, int], ...]
+    int_bits: int = 32               # the BLAS's integer width (64 for ILP64 builds)
+    # > 0: run with BLAS set to one thread, then set it back to this many (BLAS_THREADS_SYMBOL)
+    restore_threads: int = 0
 
 
 @dataclass(frozen=True)
@@ -365,9 +368,10 @@ class Segment:
 
 
 BLAS_SYMBOLS = {"sgemm": "gj_blas_sgemm", "dgemm": "gj_blas_dgemm"}
+BLAS_THREADS_SYMBOL = "gj_blas_set_threads"   # openblas_set_num_threads(int) of the same BLAS
 GEMM_TYPE = ir.FunctionType(ir.VoidType(), [_PTR] * 13)
+_SET_THREADS_TYPE = ir.FunctionType(ir.VoidType(), [ir.IntType(32)])
 _BLAS_SCALARS = {"sgemm": ir.FloatType(), "dgemm": ir.DoubleType()}
-_I32 = ir.IntType(32)
 
 
 def segments_ir(segments: list[Segment]) -> str:
@@ -382,6 +386,9 @@ def segments_ir(segments: list[Segment]) -> str:
             if isinstance(call, GemmCall) and call.routine not in routines:
                 routines[call.routine] = ir.Function(module, GEMM_TYPE,
                                                      BLAS_SYMBOLS[call.routine])
+    if any(isinstance(call, GemmCall) and call.restore_threads
+           for segment in segments for call in segment.calls):
+        routines["set_threads"] = ir.Function(module, _SET_THREADS_TYPE, BLAS_THREADS_SYMBOL)
     for segment in segments:
         _define_segment(module, segment, kernels, routines)
     return str(module)
@@ -402,7 +409,7 @@ def _define_segment(module: ir.Module, segment: Segment, kernels: dict[str, ir.F
             builder.call(kernels[call.symbol],
                          [table, ir.Constant(_I64, 0), ir.Constant(_I64, call.extent)])
         else:
-            _emit_gemm(builder, module, call, routines[call.routine], table)
+            _emit_gemm(builder, module, call, routines, table)
     builder.ret_void()
 
 
@@ -418,13 +425,16 @@ def _private_constant(module: ir.Module, name: str, value: ir.Constant) -> ir.Gl
 
 
 def _emit_gemm(builder: ir.IRBuilder, module: ir.Module, call: GemmCall,
-               gemm: ir.Function, table: ir.Value) -> None:
-    """for each batch element: gemm(transb, transa, n, m, k, 1, B, ldb, A, lda, 0, C, ldc)"""
+               routines: dict[str, ir.Function], table: ir.Value) -> None:
+    """for each batch element: gemm(transb, transa, n, m, k, 1, B, ldb, A, lda, 0, C, ldc),
+    bracketed by set_threads(1) ... set_threads(restore_threads) when the call is single-threaded"""
+    gemm = routines[call.routine]
     scalar = _BLAS_SCALARS[call.routine]
     chars = [_private_constant(module, f"{call.name}.{label}", ir.Constant(_I8, flag[0]))
              for label, flag in (("transb", call.trans_b), ("transa", call.trans_a))]
     n, m, k, ldb, lda, ldc = (
-        _private_constant(module, f"{call.name}.{label}", ir.Constant(_I32, value))
+        _private_constant(module, f"{call.name}.{label}", ir.Constant(ir.IntType(call.int_bits),
+                                                                      value))
         for label, value in zip(("n", "m", "k", "ldb", "lda", "ldc"), call.ints))
     one = _private_constant(module, f"{call.name}.alpha", ir.Constant(scalar, 1.0))
     zero = _private_constant(module, f"{call.name}.beta", ir.Constant(scalar, 0.0))
@@ -432,10 +442,15 @@ def _emit_gemm(builder: ir.IRBuilder, module: ir.Module, call: GemmCall,
     for label, slot in zip("abc", call.buffers):
         address = builder.gep(table, [ir.Constant(_I64, slot)], source_etype=_PTR)
         bases.append(builder.load(address, typ=_PTR, name=f"{call.name}.{label}"))
+    if call.restore_threads:
+        builder.call(routines["set_threads"], [ir.Constant(ir.IntType(32), 1)])
     for a_off, b_off, c_off in call.offsets:
         a, b, c = (builder.gep(base, [ir.Constant(_I64, offset)], source_etype=_I8)
                    for base, offset in zip(bases, (a_off, b_off, c_off)))
         builder.call(gemm, [chars[0], chars[1], n, m, k, one, b, ldb, a, lda, zero, c, ldc])
+    if call.restore_threads:
+        builder.call(routines["set_threads"],
+                     [ir.Constant(ir.IntType(32), call.restore_threads)])
 
 
 def _call_arguments(builder: ir.IRBuilder, table: ir.Value, args_slot: int

@@ -19,8 +19,9 @@ from graphjit.compiler.kernel import (
 )
 
 from .device import CUDAUnavailableError, device_info, numba_cuda, simulator_enabled
-from .executable import CUDAExecutable, DevicelessExecutable, HostStep, KernelLaunch
+from .executable import CUDAExecutable, DevicelessExecutable, ExternalStep, HostStep, KernelLaunch
 from .launch import DEFAULT_SM_COUNT
+from .library import LibraryMatmul, library_for
 from .reduce import ScratchAllocator, render_reduction
 from .render import (
     RenderedKernel, epilogue_fusible, module_header, render_elementwise, render_matmul,
@@ -91,11 +92,14 @@ def _summary(exc: BaseException, lines: int = 6) -> str:
 
 # ---------------------------------------------------------------- rendering a Program
 
+RenderedStep = RenderedKernel | HostKernel | LibraryMatmul
+
+
 def render_step(step: Kernel, program: Program, position: int, simulator: bool,
                 sm_count: int = DEFAULT_SM_COUNT, scratch: ScratchAllocator | None = None
-                ) -> list[RenderedKernel | HostKernel]:
-    """The kernels one Program step becomes (a matmul whose epilogue cannot fuse: two; a
-    reduction split over many blocks: two)."""
+                ) -> list[RenderedStep]:
+    """The kernels one Program step becomes (a matmul whose epilogue cannot fuse, or that goes
+    to a GEMM library: two; a reduction split over many blocks: two)."""
     if scratch is None:
         scratch = ScratchAllocator(len(program.buffers), [])
     buffers = [*program.buffers, *scratch.buffers]
@@ -114,12 +118,17 @@ def render_step(step: Kernel, program: Program, position: int, simulator: bool,
     if isinstance(step, MatmulKernel):
         if step.m * step.n * math.prod(step.batch) == 0:
             return []
-        if epilogue_fusible(step):
-            store = product_needed(program, position, step)
-            return [render_matmul(step, buffers, simulator, store)]
         plain = MatmulKernel(step.name, step.a, step.b, step.out, step.batch, step.m, step.n,
                              step.k, step.dtype, None, step.nodes)
-        return [render_matmul(plain, buffers, simulator, True),
+        provider = library_for(step)
+        if provider is not None:
+            epilogue = [] if step.epilogue is None else render_step(
+                step.epilogue, program, position, simulator, sm_count, scratch)
+            return [LibraryMatmul(step.name, plain, provider), *epilogue]
+        if epilogue_fusible(step):
+            store = product_needed(program, position, step)
+            return [render_matmul(step, buffers, simulator, store, sm_count)]
+        return [render_matmul(plain, buffers, simulator, True, sm_count),
                 *render_step(step.epilogue, program, position, simulator, sm_count, scratch)]
     raise CompileError(f"the CUDA backend does not know the step {type(step).__name__}")
 
@@ -149,11 +158,11 @@ def _reads(step: Kernel) -> set[int]:
 
 
 def render_program(program: Program, simulator: bool, sm_count: int = DEFAULT_SM_COUNT,
-                   scratch: ScratchAllocator | None = None) -> list[RenderedKernel | HostKernel]:
+                   scratch: ScratchAllocator | None = None) -> list[RenderedStep]:
     """Every kernel of the program, in order; backend scratch buffers go into `scratch`."""
     if scratch is None:
         scratch = ScratchAllocator(len(program.buffers), [])
-    rendered: list[RenderedKernel | HostKernel] = []
+    rendered: list[RenderedStep] = []
     for position, step in enumerate(program.steps):
         try:
             rendered.extend(render_step(step, program, position, simulator, sm_count, scratch))
@@ -165,14 +174,17 @@ def render_program(program: Program, simulator: bool, sm_count: int = DEFAULT_SM
     return rendered
 
 
-def cuda_text(rendered: Sequence[RenderedKernel | HostKernel], simulator: bool) -> str:
+def cuda_text(rendered: Sequence[RenderedStep], simulator: bool) -> str:
     """All kernels of a program as one readable module (the header once)."""
-    bodies = "".join(item.source for item in rendered if not isinstance(item, HostKernel))
+    bodies = "".join(item.source for item in rendered if isinstance(item, RenderedKernel))
     parts = [module_header(simulator, bodies)]
     for item in rendered:
         if isinstance(item, HostKernel):
             parts.append(f"# host step {item.name}: {item.op.value} runs with NumPy on the host "
                          f"(inputs copied from the device, result copied back)\n")
+            continue
+        if isinstance(item, LibraryMatmul):
+            parts.append(item.describe())
             continue
         body = item.source.split("\n\n\n", 1)[-1]
         launch = item.launch
@@ -187,13 +199,13 @@ def program_ptx(program: Program, cc: tuple[int, int] = DEFAULT_CC) -> str:
     return kernels_ptx(render_program(program, simulator=False), cc)
 
 
-def kernels_ptx(rendered: Sequence[RenderedKernel | HostKernel], cc: tuple[int, int]) -> str:
+def kernels_ptx(rendered: Sequence[RenderedStep], cc: tuple[int, int]) -> str:
     if simulator_enabled():
         return SIMULATOR_PTX_NOTE
     cuda = numba_cuda()
     texts = []
     for item in rendered:
-        if isinstance(item, HostKernel):
+        if not isinstance(item, RenderedKernel):
             continue
         try:
             ptx, _ = cuda.compile_ptx(python_function(item), item.signature, cc=cc)
@@ -208,7 +220,7 @@ class CUDATexts(Mapping):
     """The texts `lower().as_text` shows: "cuda" (the kernel source) and "ptx", compiled from
     that source on first request (NVVM takes about a second per kernel)."""
 
-    def __init__(self, rendered: Sequence[RenderedKernel | HostKernel], simulator: bool,
+    def __init__(self, rendered: Sequence[RenderedStep], simulator: bool,
                  cc: tuple[int, int]):
         self._rendered = list(rendered)
         self._simulator = simulator
@@ -262,6 +274,9 @@ class CUDABackend:
                 node = program.graph.node(item.node)
                 shapes = tuple(program.buffers[b].shape for b in item.inputs)
                 steps.append(HostStep(item.name, node, item.inputs, shapes, item.out))
+                continue
+            if isinstance(item, LibraryMatmul):
+                steps.append(ExternalStep(item.name, item.bind()))
                 continue
             kernel = self.cache.get(item, info.simulator)
             configured = kernel[item.launch.grid, item.launch.block]

@@ -98,29 +98,46 @@ def as_numba_device_array(value: Any) -> Any:
 # ---------------------------------------------------------------- device inputs and results
 
 SIMULATOR_LAUNCH_LOCK = threading.RLock()
-_COPY_KERNELS: dict[int, Any] = {}
+_COPY_KERNELS: dict[tuple[int, bool], Any] = {}
 _COPY_LOCK = threading.Lock()
 
 
-def _copy_kernel(ndim: int) -> Any:
-    """A grid-stride gather of an `ndim`-d strided device array into a flat contiguous one
-    (compiled lazily, once per rank, for whatever dtypes and layouts it is called with)."""
+def _copy_kernel(ndim: int, gather: bool = True) -> Any:
+    """A grid-stride copy between an `ndim`-d strided device array and a flat contiguous one:
+    `gather` reads the strided one (strided_copy(src, flat)), else writes it
+    (strided_copy(flat, dst)). Compiled lazily, once per rank and direction, for whatever dtypes
+    and layouts it is called with."""
     with _COPY_LOCK:
-        kernel = _COPY_KERNELS.get(ndim)
+        kernel = _COPY_KERNELS.get((ndim, gather))
         if kernel is None:
+            strided = "src" if gather else "dst"
+            flat_size = "dst.size" if gather else "src.size"
             lines = ["def strided_copy(src, dst):",
-                     "    for flat in range(cuda.grid(1), dst.size, cuda.gridsize(1)):",
+                     f"    for flat in range(cuda.grid(1), {flat_size}, cuda.gridsize(1)):",
                      "        rest = flat"]
             for d in reversed(range(1, ndim)):
-                lines += [f"        i{d} = rest % src.shape[{d}]", f"        rest //= src.shape[{d}]"]
+                lines += [f"        i{d} = rest % {strided}.shape[{d}]",
+                          f"        rest //= {strided}.shape[{d}]"]
             lines.append("        i0 = rest")
             index = ", ".join(f"i{d}" for d in range(ndim))
-            lines.append(f"        dst[flat] = src[{index}]")
+            lines.append(f"        dst[flat] = src[{index}]" if gather
+                         else f"        dst[{index}] = src[flat]")
             cuda = numba_cuda()
             namespace: dict[str, Any] = {"cuda": cuda}
             exec("\n".join(lines), namespace)
-            kernel = _COPY_KERNELS[ndim] = cuda.jit(namespace["strided_copy"])
+            kernel = _COPY_KERNELS[ndim, gather] = cuda.jit(namespace["strided_copy"])
     return kernel
+
+
+def _launch_copy(size: int, ndim: int, gather: bool, src: Any, dst: Any) -> None:
+    threads = 8 if simulator_enabled() else 256
+    blocks = 2 if simulator_enabled() else min(-(-size // threads), 4096)
+    kernel = _copy_kernel(ndim, gather)[blocks, threads]
+    if simulator_enabled():
+        with SIMULATOR_LAUNCH_LOCK:
+            kernel(src, dst)
+    else:
+        kernel(src, dst)
 
 
 def contiguous_device_copy(array: Any) -> Any:
@@ -132,15 +149,54 @@ def contiguous_device_copy(array: Any) -> Any:
         size *= extent
     out = cuda.device_array(max(size, 1), np.dtype(array.dtype))[:size]
     if size:
-        threads = 8 if simulator_enabled() else 256
-        blocks = 2 if simulator_enabled() else min(-(-size // threads), 4096)
-        kernel = _copy_kernel(len(shape))[blocks, threads]
-        if simulator_enabled():
-            with SIMULATOR_LAUNCH_LOCK:
-                kernel(array, out)
-        else:
-            kernel(array, out)
+        _launch_copy(size, len(shape), True, array, out)
     return out.reshape(shape)
+
+
+def copy_into(target: Any, value: Any) -> None:
+    """Write `value` into the caller's array `target` (an argument the function updated in
+    place), where either is a device array: device to device (a strided target by one scatter
+    kernel), device to host, or host to device."""
+    cuda = numba_cuda()
+    if isinstance(target, np.ndarray):
+        np.copyto(target, as_numba_device_array(value).copy_to_host().reshape(target.shape))
+        return
+    destination = as_numba_device_array(target)
+    shape = tuple(destination.shape)
+    source = (cuda.to_device(np.ascontiguousarray(value, dtype=destination.dtype))
+              if isinstance(value, np.ndarray | np.generic) else as_numba_device_array(value))
+    size = 1
+    for extent in shape:
+        size *= extent
+    if not size:
+        return
+    flat = source.reshape(size) if source.is_c_contiguous() else \
+        contiguous_device_copy(source).reshape(size)
+    if destination.is_c_contiguous():
+        destination.reshape(size).copy_to_device(flat)
+    else:
+        _launch_copy(size, len(shape), False, flat, destination)
+
+
+def output_allocator() -> Callable[[int, np.dtype], Any]:
+    """How a call allocates its outputs (flat device arrays the caller keeps). With CuPy on a
+    GPU: from CuPy's memory pool, wrapped for Numba without a copy (the Numba array owns the CuPy
+    one, so the block returns to the pool when the caller drops the result); a fresh
+    cuMemAlloc per output, and Numba's deferred cuMemFree, which synchronises the device, would
+    cost more than a large elementwise kernel. Otherwise (no CuPy, the simulator) Numba's own
+    device_array."""
+    cuda = numba_cuda()
+    if not simulator_enabled():
+        try:
+            import cupy
+
+            if cupy.cuda.runtime.getDeviceCount() > 0:
+                def pooled(size: int, dtype: np.dtype) -> Any:
+                    return cuda.as_cuda_array(cupy.empty(max(size, 1), dtype))[:size]
+                return pooled
+        except Exception:
+            pass
+    return lambda size, dtype: cuda.device_array(max(size, 1), dtype)[:size]
 
 
 def _to_cupy(array: Any) -> Any:

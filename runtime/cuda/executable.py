@@ -5,7 +5,9 @@ sharing a planner slot share one allocation) and the backend's own scratch buffe
 results of reductions split over many blocks) form a *workspace*; workspaces come from a pool, so
 two host threads may call one executable at once, each with its own temporaries, and a workspace
 is reused by later calls instead of reallocated. OUTPUT buffers are allocated fresh on every call
-(the caller keeps them). Every buffer lives on the device as a flat 1-D array.
+(the caller keeps them): from CuPy's memory pool when CuPy and a GPU are present (device.py
+`output_allocator`), else from Numba's allocator. Every buffer lives on the device as a flat 1-D
+array.
 
 Host inputs (NumPy arrays, NumPy or Python scalars) are copied in once per call and outputs copied
 out once, returned as NumPy arrays. When any input is already on the device (a Numba device array
@@ -34,8 +36,8 @@ from graphjit.compiler.ir import Node
 from graphjit.compiler.kernel import Buffer, BufferKind, Program
 
 from .device import (
-    SIMULATOR_LAUNCH_LOCK, CUDAUnavailableError, as_numba_device_array, contiguous_device_copy, is_device_array,
-    numba_cuda, result_converter,
+    SIMULATOR_LAUNCH_LOCK, CUDAUnavailableError, as_numba_device_array, contiguous_device_copy,
+    is_device_array, numba_cuda, output_allocator, result_converter,
 )
 
 
@@ -73,7 +75,8 @@ class HostStep:
                   for b, shape in zip(self.inputs, self.input_shapes)]
         with np.errstate(all="ignore"):
             result = eval_node(self.node, values)
-        table[self.out].copy_to_device(np.ascontiguousarray(result).reshape(-1))
+        if np.size(result):
+            table[self.out].copy_to_device(np.ascontiguousarray(result).reshape(-1))
 
 
 @dataclass
@@ -97,6 +100,7 @@ class CUDAExecutable:
         self.steps = list(steps)
         self.outputs = list(program.outputs)
         self.texts = texts
+        self._allocate = output_allocator()
         self.params = sorted((b for b in self.buffers if b.kind is BufferKind.PARAM),
                              key=lambda b: b.param_index)
         self._consts = self._upload_consts()
@@ -172,7 +176,7 @@ class CUDAExecutable:
                 table[buffer.index] = self._load_param(buffer, leaf)
             for buffer in self.buffers:
                 if buffer.kind is BufferKind.OUTPUT:
-                    table[buffer.index] = self.cuda.device_array(_size(buffer), buffer.dtype)
+                    table[buffer.index] = self._allocate(_size(buffer), buffer.dtype)
             for step in self.steps:
                 try:
                     step.run(table)
@@ -195,7 +199,7 @@ class CUDAExecutable:
         buffer = self.buffers[index]
         array = table[index]
         if buffer.kind is not BufferKind.OUTPUT:   # never hand out our own storage
-            copy = self.cuda.device_array(max(_size(buffer), 1), buffer.dtype)[:_size(buffer)]
+            copy = self._allocate(_size(buffer), buffer.dtype)
             if _size(buffer):
                 copy.copy_to_device(array)
             array = copy

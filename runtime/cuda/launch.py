@@ -6,9 +6,9 @@ to 1024 threads when few long rows must share the machine), several short rows t
 split long rows over several blocks when there are too few rows to fill the machine (a partial
 pass, then a final pass over the partials). Column reductions give each thread one output point
 (consecutive threads read consecutive addresses), and split the reduced extent over blocks when
-there are too few points. Matmuls use 64x64 output tiles, 4x4 outputs per thread. In Numba's
-simulator every CUDA thread is a Python thread, so the same kernels run with tiny blocks, warps
-and tiles (the code paths are the same, only the sizes differ).
+there are too few points. Matmuls use 64x64 output tiles, 4x4 outputs per thread (128x128 and
+8x8 for large float32 products). In Numba's simulator every CUDA thread is a Python thread, so
+the same kernels run with tiny blocks, warps and tiles (the code paths are the same, only the sizes differ).
 """
 from __future__ import annotations
 
@@ -129,11 +129,17 @@ def column_plan(n_reduce: int, n_outer: int, simulator: bool, splittable: bool,
     return ColumnPlan(parts, Launch((max(1, min(_ceil_div(units, threads), cap)),), (threads,)))
 
 
-def matmul_tiling(dtype: np.dtype, simulator: bool) -> MatmulTiling:
+def matmul_tiling(dtype: np.dtype, simulator: bool, m: int = 0, n: int = 0, batch: int = 1,
+                  sm_count: int = DEFAULT_SM_COUNT) -> MatmulTiling:
+    """Output tile per block and per thread. Large float32 products take 128 x 128 tiles of 8 x 8
+    outputs per thread (64 accumulators in registers: twice the arithmetic per shared-memory
+    read of 4 x 4), when there are enough such tiles to give every SM one."""
     if simulator:
         return MatmulTiling(bm=4, bn=4, bk=4, tm=2, tn=2)
     if np.dtype(dtype) == np.dtype(np.float64):
         return MatmulTiling(bm=64, bn=64, bk=8, tm=4, tn=4)
+    if _ceil_div(m, 128) * _ceil_div(n, 128) * batch >= sm_count:
+        return MatmulTiling(bm=128, bn=128, bk=8, tm=8, tn=8)
     return MatmulTiling(bm=64, bn=64, bk=16, tm=4, tn=4)
 
 

@@ -11,9 +11,10 @@ Kernel kinds (the Program's fused groups are taken as they are; nothing is re-fu
   that every access walks contiguously collapsed into one; broadcasting is a zero stride.
 - reduction LoopKernel: runtime/cuda/reduce.py (row and column strategies, warp shuffles,
   several short rows per block, long reductions split over many blocks).
-- MatmulKernel: a shared-memory tiled product, each thread holding a TM x TN register tile;
-  operands are read through their Access strides (transposes cost nothing) and the elementwise
-  epilogue is evaluated on the accumulators in the output pass.
+- MatmulKernel: a shared-memory tiled product, each thread holding a TM x TN register tile,
+  with double-buffered shared slabs (the next slab's global loads overlap the current one's
+  arithmetic); operands are read through their Access strides (transposes cost nothing) and the
+  elementwise epilogue is evaluated on the accumulators in the output pass.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from graphjit.compiler.kernel import (
 from graphjit.compiler.ops import Op
 
 from .launch import (
-    Launch, MatmulTiling, elementwise_launch, matmul_launch, matmul_tiling,
+    DEFAULT_SM_COUNT, Launch, MatmulTiling, elementwise_launch, matmul_launch, matmul_tiling,
 )
 from .lowering import ctor, literal, lower_elementwise, math_bindings
 
@@ -297,16 +298,16 @@ def epilogue_fusible(kernel: MatmulKernel) -> bool:
 
 
 def render_matmul(kernel: MatmulKernel, buffers: Sequence[Buffer], simulator: bool,
-                  store_product: bool) -> RenderedKernel:
+                  store_product: bool, sm_count: int = DEFAULT_SM_COUNT) -> RenderedKernel:
     """The tiled product with the epilogue (if fusible: check `epilogue_fusible` first)."""
-    tiling = matmul_tiling(kernel.dtype, simulator)
+    n_batch = math.prod(kernel.batch)
+    tiling = matmul_tiling(kernel.dtype, simulator, kernel.m, kernel.n, n_batch, sm_count)
     epilogue = kernel.epilogue
     buffer_ids = [kernel.a.buffer, kernel.b.buffer, kernel.out]
     if epilogue is not None:
         buffer_ids += [b for b in epilogue.buffers() if b not in buffer_ids]
     buffer_ids = list(dict.fromkeys(buffer_ids))
     names = kernel_arguments(buffer_ids)
-    n_batch = math.prod(kernel.batch)
     launch = matmul_launch(tiling, kernel.m, kernel.n, n_batch, simulator)
     name = python_name(kernel.name)
     w = Writer()
@@ -330,10 +331,15 @@ def _render_matmul_body(w: Writer, kernel: MatmulKernel, tiling: MatmulTiling,
     w.line("tx = cuda.threadIdx.x")
     w.line("ty = cuda.threadIdx.y")
     w.line(f"tid = ty * {tx_count} + tx")
-    w.line(f"tile_a = cuda.shared.array(({tiling.bk}, {tiling.bm}), {t})")
-    w.line(f"tile_b = cuda.shared.array(({tiling.bk}, {tiling.bn}), {t})")
+    w.line(f"tile_a = cuda.shared.array((2, {tiling.bk}, {tiling.bm}), {t})")
+    w.line(f"tile_b = cuda.shared.array((2, {tiling.bk}, {tiling.bn}), {t})")
     w.line(f"row0 = cuda.blockIdx.y * {tiling.bm}")
     w.line(f"col0 = cuda.blockIdx.x * {tiling.bn}")
+    slabs = max(1, -(-kernel.k // tiling.bk))
+    a_tile = TileLoad("tile_a", "fa", names[kernel.a.buffer], "base_a", "row0", tiling.bm, sam,
+                      sak, kernel.m, kernel.k, tiling.bk, threads, t)
+    b_tile = TileLoad("tile_b", "fb", names[kernel.b.buffer], "base_b", "col0", tiling.bn, sbn,
+                      sbk, kernel.n, kernel.k, tiling.bk, threads, t)
     w.line(f"for batch in range(cuda.blockIdx.z, {math.prod(kernel.batch)}, cuda.gridDim.z):")
     with w.indent():
         w.extend(unravel("batch", range(batch_dims), kernel.batch, prefix="ib"))
@@ -346,55 +352,102 @@ def _render_matmul_body(w: Writer, kernel: MatmulKernel, tiling: MatmulTiling,
         for i in range(tiling.tm):
             for j in range(tiling.tn):
                 w.line(f"c{i}_{j} = {t}(0)")
-        w.line(f"for k0 in range(0, {kernel.k}, {tiling.bk}):")
+        # Double-buffered slabs: while the block multiplies slab s out of shared buffer s % 2,
+        # each thread already holds its share of slab s + 1 in registers (the global loads are
+        # in flight during the arithmetic), then writes it to the other buffer. One barrier per
+        # slab suffices: the barrier ending slab s - 1 is what frees buffer (s + 1) % 2.
+        w.line("k0 = 0")
+        for tile in (a_tile, b_tile):
+            tile.fetch(w)
+            tile.store(w, "0")
+        w.line("cuda.syncthreads()")
+        w.line(f"for slab in range({slabs}):")
         with w.indent():
-            _render_tile_load(w, "tile_a", names[kernel.a.buffer], "base_a", "row0", tiling.bm,
-                              sam, sak, kernel.m, kernel.k, tiling.bk, threads, t)
-            _render_tile_load(w, "tile_b", names[kernel.b.buffer], "base_b", "col0", tiling.bn,
-                              sbn, sbk, kernel.n, kernel.k, tiling.bk, threads, t)
-            w.line("cuda.syncthreads()")
+            w.line("buf = slab % 2")
+            w.line(f"k0 = (slab + 1) * {tiling.bk}")   # past k: the fetch reads zeros
+            for tile in (a_tile, b_tile):
+                tile.fetch(w)
             w.line(f"for kk in range({tiling.bk}):")
             with w.indent():
                 for i in range(tiling.tm):
-                    w.line(f"ra{i} = tile_a[kk, ty + {i * ty_count}]")
+                    w.line(f"ra{i} = tile_a[buf, kk, ty + {i * ty_count}]")
                 for j in range(tiling.tn):
-                    w.line(f"rb{j} = tile_b[kk, tx + {j * tx_count}]")
+                    w.line(f"rb{j} = tile_b[buf, kk, tx + {j * tx_count}]")
                 for i in range(tiling.tm):
                     for j in range(tiling.tn):
                         w.line(f"c{i}_{j} = {t}(c{i}_{j} + ra{i} * rb{j})")
+            for tile in (a_tile, b_tile):
+                tile.store(w, "1 - buf")
             w.line("cuda.syncthreads()")
         _render_matmul_output(w, kernel, tiling, names, store_product, batch_vars)
 
 
-def _render_tile_load(w: Writer, tile: str, array: str, base: str, origin: str, extent: int,
-                      outer_stride: int, k_stride: int, outer_size: int, k_size: int, bk: int,
-                      threads: int, t: str) -> None:
-    """Cooperative load of an (bk x extent) slab into shared memory, zero-padded at the edges.
-    Consecutive threads take the operand's contiguous direction, so global reads coalesce."""
-    k_fastest = abs(k_stride) == 1 or (abs(outer_stride) != 1 and abs(k_stride) < abs(outer_stride))
-    count = bk * extent
-    for load in range(-(-count // threads)):
-        element = f"tid + {load * threads}" if load else "tid"
+@dataclass(frozen=True)
+class TileLoad:
+    """The cooperative load of one operand's (bk x extent) slab: `fetch` reads each thread's
+    share from global memory into registers (zero past the edges), `store` writes them into one
+    of the two shared buffers. Consecutive threads take the operand's contiguous direction, so
+    global reads coalesce."""
+    tile: str
+    register: str
+    array: str
+    base: str
+    origin: str
+    extent: int
+    outer_stride: int
+    k_stride: int
+    outer_size: int
+    k_size: int
+    bk: int
+    threads: int
+    ctor: str
+
+    @property
+    def k_fastest(self) -> bool:
+        return abs(self.k_stride) == 1 or (abs(self.outer_stride) != 1
+                                           and abs(self.k_stride) < abs(self.outer_stride))
+
+    def _shares(self) -> list[tuple[int, str, bool]]:
+        """(load number, element expression, needs a bounds guard) per share of a thread."""
+        count = self.bk * self.extent
+        return [(load, f"tid + {load * self.threads}" if load else "tid",
+                 (load + 1) * self.threads > count)
+                for load in range(-(-count // self.threads))]
+
+    def _position(self, w: Writer, element: str) -> None:
         w.line(f"e = {element}")
-        guard = f"e < {count}" if (load + 1) * threads > count else ""
-        if guard:
-            w.line(f"if {guard}:")
-            w.depth += 1
-        if k_fastest:
-            w.line(f"kk = e % {bk}")
-            w.line(f"pos = e // {bk}")
+        if self.k_fastest:
+            w.line(f"kk = e % {self.bk}")
+            w.line(f"pos = e // {self.bk}")
         else:
-            w.line(f"pos = e % {extent}")
-            w.line(f"kk = e // {extent}")
-        w.line(f"g = {origin} + pos")
-        w.line("gk = k0 + kk")
-        w.line(f"if g < {outer_size} and gk < {k_size}:")
-        index = f"{base} + {_scaled('g', outer_stride)} + {_scaled('gk', k_stride)}"
-        w.line(f"{INDENT}{tile}[kk, pos] = {array}[{index}]")
-        w.line("else:")
-        w.line(f"{INDENT}{tile}[kk, pos] = {t}(0)")
-        if guard:
-            w.depth -= 1
+            w.line(f"pos = e % {self.extent}")
+            w.line(f"kk = e // {self.extent}")
+
+    def fetch(self, w: Writer) -> None:
+        count = self.bk * self.extent
+        for load, element, guarded in self._shares():
+            register = f"{self.register}{load}"
+            self._position(w, element)
+            w.line(f"g = {self.origin} + pos")
+            w.line("gk = k0 + kk")
+            w.line(f"{register} = {self.ctor}(0)")
+            condition = f"g < {self.outer_size} and gk < {self.k_size}"
+            if guarded:
+                condition = f"e < {count} and " + condition
+            index = (f"{self.base} + {_scaled('g', self.outer_stride)} + "
+                     f"{_scaled('gk', self.k_stride)}")
+            w.line(f"if {condition}:")
+            w.line(f"{INDENT}{register} = {self.array}[{index}]")
+
+    def store(self, w: Writer, buffer: str) -> None:
+        count = self.bk * self.extent
+        for load, element, guarded in self._shares():
+            self._position(w, element)
+            line = f"{self.tile}[{buffer}, kk, pos] = {self.register}{load}"
+            if guarded:
+                w.line(f"if e < {count}:")
+                line = INDENT + line
+            w.line(line)
 
 
 def _scaled(var: str, stride: int) -> str:
