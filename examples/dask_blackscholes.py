@@ -4,6 +4,7 @@ the jitted function (`gj.dask.map_blocks`) and the undecorated NumPy function, t
     python examples/dask_blackscholes.py                  # 1e8 options, LocalCluster of 2 workers
     python examples/dask_blackscholes.py --small          # 1e6 options (what the tests run)
     python examples/dask_blackscholes.py --scheduler tcp://host:8786 --options 1e9   # a cluster
+    graphjit bench examples/dask_blackscholes.py:call_price      # one block, no cluster
 
 Needs the `distributed` extra: pip install -e ".[distributed]".
 """
@@ -38,10 +39,18 @@ def call_price(spot, strike, years, rate, volatility):
     return spot * normal_cdf(d1) - strike * np.exp(-rate * years) * normal_cdf(d2)
 
 
+RANGES = [(5.0, 30.0), (1.0, 100.0), (0.25, 10.0), (0.01, 0.05), (0.1, 0.5)]  # spot ... vol
+
+
 def option_inputs(da, count: int, chunk: int, seed: int = 42) -> list:
     rng = da.random.default_rng(seed)
-    ranges = [(5.0, 30.0), (1.0, 100.0), (0.25, 10.0), (0.01, 0.05), (0.1, 0.5)]
-    return [rng.uniform(lo, hi, size=count, chunks=chunk) for lo, hi in ranges]
+    return [rng.uniform(lo, hi, size=count, chunks=chunk) for lo, hi in RANGES]
+
+
+def example_args(n: int = 1 << 16) -> tuple:
+    """One block's inputs, for `graphjit dump/bench examples/dask_blackscholes.py:call_price`."""
+    rng = np.random.default_rng(42)
+    return tuple(rng.uniform(lo, hi, n) for lo, hi in RANGES)
 
 
 def timed(client, array, repeats: int) -> tuple[float, list[float]]:
