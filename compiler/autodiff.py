@@ -424,6 +424,77 @@ def _scatter_add_vjp(b: Builder, node_id: int, g: int):
     return (g, g_value, *(None for _ in indices))
 
 
+# ---------------------------------------------------------------- rules: NumPy's other ufuncs
+
+def _one_minus_square(b: Builder, x: int) -> int:
+    return b.sub(b.full_like(1, x), b.mul(x, x))
+
+
+def _binary_rule(dx: Callable[[Builder, int, int, int], int] | None,
+                 dy: Callable[[Builder, int, int, int], int] | None) -> VjpRule:
+    """A binary rule from its partial derivatives, written with x, y and the result z."""
+
+    def rule(b: Builder, node_id: int, g: int):
+        x, y = b.node(node_id).args
+        gx = b.mul(g, dx(b, x, y, node_id)) if dx is not None and b.needs(x) else None
+        gy = b.mul(g, dy(b, x, y, node_id)) if dy is not None and b.needs(y) else None
+        return (gx, gy)
+
+    return rule
+
+
+def _squared_sum(b: Builder, x: int, y: int) -> int:
+    return b.add(b.mul(x, x), b.mul(y, y))
+
+
+def _fmod_dy(b: Builder, x: int, y: int, z: int) -> int:
+    return b.neg(b.emit(Op.TRUNC, (b.div(x, y),)))
+
+
+ELEMENTWISE_RULES: dict[Op, VjpRule] = {
+    Op.TAN: _unary(lambda b, x, y: b.add(b.full_like(1, y), b.mul(y, y))),
+    Op.ARCSIN: _unary(lambda b, x, y: b.div(b.full_like(1, x),
+                                            b.emit(Op.SQRT, (_one_minus_square(b, x),)))),
+    Op.ARCCOS: _unary(lambda b, x, y: b.neg(b.div(b.full_like(1, x),
+                                                  b.emit(Op.SQRT, (_one_minus_square(b, x),))))),
+    Op.ARCSINH: _unary(lambda b, x, y: b.div(b.full_like(1, x), b.emit(
+        Op.SQRT, (b.add(b.mul(x, x), b.full_like(1, x)),)))),
+    Op.ARCCOSH: _unary(lambda b, x, y: b.div(b.full_like(1, x), b.emit(
+        Op.SQRT, (b.sub(b.mul(x, x), b.full_like(1, x)),)))),
+    Op.ARCTANH: _unary(lambda b, x, y: b.div(b.full_like(1, x), _one_minus_square(b, x))),
+    Op.EXP2: _unary(lambda b, x, y: b.scale(y, float(np.log(2.0)))),
+    Op.LOG2: _unary(lambda b, x, y: b.div(b.full_like(1 / np.log(2.0), x), x)),
+    Op.LOG10: _unary(lambda b, x, y: b.div(b.full_like(1 / np.log(10.0), x), x)),
+    Op.CBRT: _unary(lambda b, x, y: b.div(b.full_like(1, y), b.scale(b.mul(y, y), 3.0))),
+    Op.ARCTAN2: _binary_rule(lambda b, x, y, z: b.div(y, _squared_sum(b, x, y)),
+                             lambda b, x, y, z: b.neg(b.div(x, _squared_sum(b, x, y)))),
+    Op.HYPOT: _binary_rule(lambda b, x, y, z: b.div(x, z), lambda b, x, y, z: b.div(y, z)),
+    Op.COPYSIGN: _binary_rule(
+        lambda b, x, y, z: b.emit(Op.SIGN, (b.mul(x, z),)), None),
+    Op.FMOD: _binary_rule(lambda b, x, y, z: b.full_like(1, x), _fmod_dy),
+    Op.LOGADDEXP2: _binary_rule(
+        lambda b, x, y, z: b.emit(Op.EXP2, (b.sub(x, z),)),
+        lambda b, x, y, z: b.emit(Op.EXP2, (b.sub(y, z),))),
+    Op.LDEXP: _binary_rule(lambda b, x, y, z: b.div(z, x), None),
+    Op.RECIPROCAL: _unary(lambda b, x, y: b.neg(b.mul(y, y))),
+}
+
+
+# ---------------------------------------------------------------- rules: host calls
+
+# per HOST_FUNCTIONS name: rule(builder, node_id, cotangent) like any vjp rule
+HOST_CALL_RULES: dict[str, VjpRule] = {}
+
+
+def _host_call_vjp(b: Builder, node_id: int, g: int):
+    node = b.node(node_id)
+    rule = HOST_CALL_RULES.get(node.attrs["function"])
+    if rule is None:
+        raise GraphjitError(f"cannot differentiate through np.{node.attrs['function']}: it has "
+                            "no derivative rule yet", node.source)
+    return rule(b, node_id, g)
+
+
 # ---------------------------------------------------------------- the table
 
 VJP_RULES: dict[Op, VjpRule] = {
@@ -463,8 +534,13 @@ VJP_RULES: dict[Op, VjpRule] = {
     Op.SETITEM: _setitem_vjp,
     Op.SCATTER_ADD: _scatter_add_vjp,
 }
+VJP_RULES.update(ELEMENTWISE_RULES)
+VJP_RULES[Op.HOST_CALL] = _host_call_vjp
 NON_DIFFERENTIABLE: frozenset[Op] = frozenset({
     Op.PARAM, Op.CONST, Op.SIGN, Op.FLOOR, Op.CEIL, Op.FLOORDIV, Op.ARGMAX, Op.ARGMIN,
+    Op.TRUNC, Op.SIGNBIT, Op.SPACING, Op.INVERT, Op.BITWISE_COUNT, Op.NEXTAFTER, Op.HEAVISIDE,
+    Op.GCD, Op.LCM, Op.BITWISE_AND, Op.BITWISE_OR, Op.BITWISE_XOR, Op.LEFT_SHIFT,
+    Op.RIGHT_SHIFT,
     Op.LOGICAL_NOT, Op.LOGICAL_AND, Op.LOGICAL_OR, Op.LOGICAL_XOR, *COMPARISONS,
     *(op for op in Op if op.name.startswith("RANDOM_")),
 })

@@ -24,6 +24,10 @@ class ShapeError(GraphjitError, ValueError):
     """Shapes that do not broadcast, or a matmul whose inner dimensions differ."""
 
 
+class ReadOnlyError(GraphjitError, ValueError):
+    """A write into a read-only view (np.broadcast_to, np.diagonal), as NumPy refuses it."""
+
+
 class DTypeError(GraphjitError, TypeError):
     """A dtype graphjit does not compile, or an operation NumPy would reject for this dtype."""
 

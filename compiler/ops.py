@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +38,22 @@ class Op(enum.Enum):
     CEIL = "ceil"
     LOGICAL_NOT = "logical_not"
     CAST = "cast"
+    TAN = "tan"
+    ARCSIN = "arcsin"
+    ARCCOS = "arccos"
+    ARCSINH = "arcsinh"
+    ARCCOSH = "arccosh"
+    ARCTANH = "arctanh"
+    EXP2 = "exp2"
+    LOG2 = "log2"
+    LOG10 = "log10"
+    CBRT = "cbrt"
+    TRUNC = "trunc"
+    SIGNBIT = "signbit"
+    SPACING = "spacing"
+    INVERT = "invert"
+    BITWISE_COUNT = "bitwise_count"
+    RECIPROCAL = "reciprocal"
     # elementwise binary
     ADD = "add"
     SUB = "sub"
@@ -57,6 +73,21 @@ class Op(enum.Enum):
     LOGICAL_AND = "logical_and"
     LOGICAL_OR = "logical_or"
     LOGICAL_XOR = "logical_xor"
+    ARCTAN2 = "arctan2"
+    HYPOT = "hypot"
+    COPYSIGN = "copysign"
+    FMOD = "fmod"
+    NEXTAFTER = "nextafter"
+    LDEXP = "ldexp"
+    LOGADDEXP2 = "logaddexp2"
+    HEAVISIDE = "heaviside"
+    GCD = "gcd"
+    LCM = "lcm"
+    BITWISE_AND = "bitwise_and"
+    BITWISE_OR = "bitwise_or"
+    BITWISE_XOR = "bitwise_xor"
+    LEFT_SHIFT = "left_shift"
+    RIGHT_SHIFT = "right_shift"
     # elementwise ternary
     WHERE = "where"
     # shape (views of one operand)
@@ -84,6 +115,8 @@ class Op(enum.Enum):
     RANDOM_UNIFORM = "random_uniform"
     RANDOM_NORMAL = "random_normal"
     RANDOM_SPLIT = "random_split"
+    # a NumPy function with a static result shape, run as a host step (sort, linalg, ...)
+    HOST_CALL = "host_call"
 
     def __repr__(self) -> str:
         return f"Op.{self.name}"
@@ -97,6 +130,7 @@ class OpKind(enum.Enum):
     MATMUL = "matmul"
     INDEX = "index"
     RANDOM = "random"
+    CALL = "call"
 
 
 class Constant:
@@ -170,6 +204,8 @@ class OpDef:
     # views only: the view applied to a NumPy array without copying (raises ValueError where
     # strides cannot express it); fusion folds views into strided accesses with it
     view: Callable[..., np.ndarray] | None = field(default=None, compare=False)
+    # elementwise only: every backend lowers it inside loop kernels (otherwise a host step)
+    loop_lowered: bool = True
 
     @property
     def name(self) -> str:
@@ -180,6 +216,8 @@ class OpDef:
         """The kernel kind that computes this op (None for params and constants)."""
         if self.kind is OpKind.SOURCE:
             return None
+        if self.kind is OpKind.ELEMENTWISE and not self.loop_lowered:
+            return Execution.HOST
         if self.kind in (OpKind.ELEMENTWISE, OpKind.REDUCTION) or self.view is not None:
             return Execution.LOOP
         if self.kind is OpKind.MATMUL:
@@ -373,7 +411,7 @@ def _scatter_add_impl(target, value, *indices, template):
 def _ufunc_entry(op: Op, ufunc: np.ufunc) -> OpDef:
     return OpDef(
         op, OpKind.ELEMENTWISE, ufunc.nin, same_shape, ufunc_dtype(ufunc),
-        lambda *xs, _u=ufunc: _u(*xs), ufunc=ufunc,
+        lambda *xs, _u=ufunc: _u(*xs), ufunc=ufunc, loop_lowered=op not in HOST_ELEMENTWISE,
     )
 
 
@@ -421,7 +459,19 @@ UFUNC_OPS: dict[Op, np.ufunc] = {
     Op.EQ: np.equal, Op.NE: np.not_equal,
     Op.LOGICAL_AND: np.logical_and, Op.LOGICAL_OR: np.logical_or,
     Op.LOGICAL_XOR: np.logical_xor,
+    Op.TAN: np.tan, Op.ARCSIN: np.arcsin, Op.ARCCOS: np.arccos, Op.ARCSINH: np.arcsinh,
+    Op.ARCCOSH: np.arccosh, Op.ARCTANH: np.arctanh, Op.EXP2: np.exp2, Op.LOG2: np.log2,
+    Op.LOG10: np.log10, Op.CBRT: np.cbrt, Op.TRUNC: np.trunc, Op.SIGNBIT: np.signbit,
+    Op.SPACING: np.spacing, Op.INVERT: np.invert, Op.BITWISE_COUNT: np.bitwise_count,
+    Op.RECIPROCAL: np.reciprocal,
+    Op.ARCTAN2: np.arctan2, Op.HYPOT: np.hypot, Op.COPYSIGN: np.copysign, Op.FMOD: np.fmod,
+    Op.NEXTAFTER: np.nextafter, Op.LDEXP: np.ldexp, Op.LOGADDEXP2: np.logaddexp2,
+    Op.HEAVISIDE: np.heaviside, Op.GCD: np.gcd, Op.LCM: np.lcm,
+    Op.BITWISE_AND: np.bitwise_and, Op.BITWISE_OR: np.bitwise_or, Op.BITWISE_XOR: np.bitwise_xor,
+    Op.LEFT_SHIFT: np.left_shift, Op.RIGHT_SHIFT: np.right_shift,
 }
+# Elementwise ops that run as host steps (NumPy's own loop) until the loop backends lower them.
+HOST_ELEMENTWISE: frozenset[Op] = frozenset({Op.GCD, Op.LCM, Op.RECIPROCAL, Op.BITWISE_COUNT})
 
 OPS: dict[Op, OpDef] = {op: _ufunc_entry(op, uf) for op, uf in UFUNC_OPS.items()}
 OPS.update({
@@ -522,8 +572,71 @@ OPS.update({
                            _split_impl),
 })
 
+# ---------------------------------------------------------------- host calls
+# A NumPy function whose result shape depends only on its operands' shapes, run by NumPy itself
+# as a host step: results are NumPy's by construction. attrs: `function` (a key of
+# HOST_FUNCTIONS), `output` (which element of a tuple result, or -1 for a single array) and
+# `kwargs` (static keyword arguments as sorted (name, value) pairs).
+
+HOST_FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "sort": np.sort, "argsort": np.argsort, "searchsorted": np.searchsorted,
+    "median": np.median, "percentile": np.percentile, "quantile": np.quantile,
+    "nanmedian": np.nanmedian, "nanpercentile": np.nanpercentile,
+    "nanquantile": np.nanquantile, "interp": np.interp, "unwrap": np.unwrap, "i0": np.i0,
+    "frexp": np.frexp, "partition": np.partition,
+    "linalg.det": np.linalg.det, "linalg.inv": np.linalg.inv, "linalg.solve": np.linalg.solve,
+    "linalg.cholesky": np.linalg.cholesky, "linalg.qr": np.linalg.qr, "linalg.svd": np.linalg.svd,
+    "linalg.eigh": np.linalg.eigh, "linalg.eigvalsh": np.linalg.eigvalsh,
+    "linalg.slogdet": np.linalg.slogdet, "linalg.pinv": np.linalg.pinv,
+    "linalg.norm": np.linalg.norm, "linalg.matrix_rank": np.linalg.matrix_rank,
+    "linalg.lstsq": np.linalg.lstsq, "linalg.svdvals": np.linalg.svd,
+}
+
+
+def _host_call_impl(*operands: np.ndarray, function: str, output: int,
+                    kwargs: tuple[tuple[str, Any], ...], shape: Shape,
+                    dtype: np.dtype) -> np.ndarray:
+    result = HOST_FUNCTIONS[function](*operands, **dict(kwargs))
+    result = np.asarray(result if output < 0 else result[output])
+    if result.shape != tuple(shape) or result.dtype != np.dtype(dtype):
+        raise ValueError(f"{function} gave {result.dtype}{list(result.shape)} where its node "
+                         f"promised {np.dtype(dtype)}{list(shape)}")
+    return result
+
+
+def _probe_operand(shape: Shape, dtype: np.dtype, function: str) -> np.ndarray:
+    """A stand-in argument for type inference: identity matrices where linalg needs them."""
+    if function.startswith("linalg.") and len(shape) >= 2:
+        return np.broadcast_to(np.eye(shape[-2], shape[-1], dtype=dtype), shape).copy()
+    return np.ones(shape, dtype)
+
+
+def host_call_type(shapes: Sequence[Shape], dtypes: Sequence[np.dtype], function: str,
+                   output: int, kwargs: tuple) -> tuple[Shape, np.dtype]:
+    """The result type of a host call, found by calling NumPy on stand-in operands (the
+    frontend stores it in the node's attrs: the rules below only read it back)."""
+    operands = [_probe_operand(tuple(s), np.dtype(d), function) for s, d in zip(shapes, dtypes)]
+    with np.errstate(all="ignore"):
+        result = HOST_FUNCTIONS[function](*operands, **dict(kwargs))
+    result = np.asarray(result if output < 0 else result[output])
+    return tuple(result.shape), result.dtype
+
+
+def host_call_shape(*_: Shape, shape: Shape, **__: Any) -> Shape:
+    return tuple(shape)
+
+
+def host_call_dtype(*_: np.dtype, dtype: np.dtype, **__: Any) -> np.dtype:
+    return np.dtype(dtype)
+
+
+OPS[Op.HOST_CALL] = OpDef(Op.HOST_CALL, OpKind.CALL, None, host_call_shape, host_call_dtype,
+                          _host_call_impl)
+
 # Groups that passes match on.
 ELEMENTWISE: frozenset[Op] = frozenset(o for o, d in OPS.items() if d.kind is OpKind.ELEMENTWISE)
+# elementwise ops computed inside loop kernels (the rest run as host steps)
+LOOP_ELEMENTWISE: frozenset[Op] = frozenset(o for o in ELEMENTWISE if OPS[o].loop_lowered)
 UNARY: frozenset[Op] = frozenset(o for o in ELEMENTWISE if OPS[o].arity == 1)
 BINARY: frozenset[Op] = frozenset(o for o in ELEMENTWISE if OPS[o].arity == 2)
 REDUCTIONS: frozenset[Op] = frozenset(o for o, d in OPS.items() if d.kind is OpKind.REDUCTION)

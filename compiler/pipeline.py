@@ -23,7 +23,10 @@ from typing import Any
 
 from .ir import Graph
 from .kernel import Program
-from .passes import eliminate_common_subexpressions, eliminate_dead_code, fold_constants, simplify
+from .passes import (
+    eliminate_common_subexpressions, eliminate_dead_code, fold_constants, legalize_dtypes,
+    simplify,
+)
 from .passes.fuse import FusionPlan, plan_fusion
 from .schedule import plan_buffers, schedule, split_full_reductions
 from .verify import verify
@@ -32,6 +35,7 @@ from .verify_program import verify_program
 GraphPass = Callable[[Graph], Graph]
 
 GRAPH_PASSES: list[tuple[str, GraphPass]] = [
+    ("legalize_dtypes", legalize_dtypes),
     ("fold_constants", fold_constants),
     ("simplify", simplify),
     ("eliminate_common_subexpressions", eliminate_common_subexpressions),

@@ -8,11 +8,12 @@ from typing import Any
 
 import numpy as np
 
-from graphjit.compiler.errors import ShapeError, UnsupportedError
-from graphjit.compiler.ops import Op, UFUNC_OPS
+from graphjit.compiler.errors import DTypeError, ShapeError, UnsupportedError
+from graphjit.compiler.dtypes import is_supported
+from graphjit.compiler.ops import Op, UFUNC_OPS, host_call_type
 
 from .numpy_api import (
-    UFUNC_HANDLERS, UFUNC_METHODS, _as_dtype, _result_type_operand,
+    METHODS, UFUNC_HANDLERS, UFUNC_METHODS, _result_type_operand,
     handle_ufunc, implements, lift, lift_all, write_out,
 )
 from .shapes import reshape
@@ -34,70 +35,186 @@ UFUNC_HANDLERS.update({uf: (_unary(op) if uf.nin == 1 else _binary(op))
                        for op, uf in UFUNC_OPS.items()})
 
 
-def _square(x: Tracer) -> Tracer:
+def _in_loop_dtype(ufunc: np.ufunc, x: Any) -> Tracer:
+    """x cast to `ufunc`'s loop dtype for it (NEP 50 weakness kept)."""
+    x = lift_all([x])[0]
+    try:
+        loop = ufunc.resolve_dtypes((dtype_operand(x), None))
+    except TypeError as exc:
+        raise DTypeError(f"np.{ufunc.__name__} does not support {x.dtype} ({exc})",
+                         user_source()) from None
+    return Tracer(x._ctx, cast_node(x._ctx, x._id, loop[0]), weak=x._weak)
+
+
+def square(x: Any) -> Tracer:
+    x = _in_loop_dtype(np.square, x)   # square(bool) is int8, like NumPy's own loop table
     return apply_elementwise(Op.MUL, x, x)
 
 
-# NumPy computes an array to these concrete scalar powers with the ufunc named here (it matters:
-# sqrt(-inf) is NaN where C's pow(-inf, 0.5) is inf); their loop dtype is resolved first.
-SCALAR_POWER_FAST_PATHS: dict[float, Callable[[Tracer], Tracer]] = {
-    0.5: lambda x: apply_elementwise(Op.SQRT, x),
-    2.0: _square,
-    1.0: lambda x: x,
-}
+def reciprocal(x: Any) -> Tracer:
+    x = _in_loop_dtype(np.reciprocal, x)
+    if x.dtype.kind == "f":
+        return apply_elementwise(Op.DIV, np.ones((), x.dtype), x)
+    return apply_elementwise(Op.RECIPROCAL, x)
 
 
 def power(a: Any, b: Any) -> Tracer:
-    fast = None
-    if isinstance(a, Tracer) and isinstance(b, (int, float, np.integer, np.floating)) \
-            and not isinstance(b, (bool, np.bool_)):
-        fast = SCALAR_POWER_FAST_PATHS.get(float(b))
-    if fast is None:
-        return apply_elementwise(Op.POW, a, b)
-    loop = np.power.resolve_dtypes((dtype_operand(a), dtype_operand(b), None))
-    return fast(Tracer(a._ctx, cast_node(a._ctx, a._id, loop[0]), weak=a._weak))
+    """a ** b with NumPy's scalar fast paths: an array to the Python int 2 is np.square, a float
+    array to the Python float 0.5 is np.sqrt (sqrt(-inf) is NaN where pow gives inf) and to the
+    Python int -1 np.reciprocal."""
+    if isinstance(a, Tracer) and not a._weak:
+        if type(b) is int and b == 2:
+            return square(a)
+        if a.dtype.kind == "f" and type(b) is float and b == 0.5:
+            return apply_elementwise(Op.SQRT, a)
+        if a.dtype.kind == "f" and type(b) is int and b == -1:
+            return reciprocal(a)
+    if isinstance(a, Tracer) and a.dtype.kind in "biu" and type(b) is int and b < 0:
+        raise ShapeError("Integers to negative integer powers are not allowed.", user_source())
+    return apply_elementwise(Op.POW, a, b)
 
 
-def _reciprocal(x: Any) -> Tracer:
-    if dtype_operand(x) in (int, bool) or np.dtype(dtype_operand(x)).kind in "biu":
-        raise UnsupportedError("np.reciprocal of integers is not supported", user_source())
-    return apply_elementwise(Op.DIV, np.ones((), x.dtype), x)
+def _classify(ufunc: np.ufunc, float_rule: Callable[[Tracer], Tracer]) -> Callable:
+    """isnan/isinf/isfinite...: a composition on floats, NumPy's constant answer otherwise."""
+
+    def handler(x: Any) -> Tracer:
+        x = _in_loop_dtype(ufunc, x)
+        if x.dtype.kind == "f":
+            return float_rule(x)
+        constant = bool(ufunc(np.zeros((), x.dtype)))
+        return _filled_like(x, constant, np.dtype(bool))
+
+    return handler
 
 
-def _log_base(base: float) -> Callable:
-    def log_base(x: Any) -> Tracer:
-        natural = apply_elementwise(Op.LOG, x)
-        return apply_elementwise(Op.MUL, natural, 1.0 / math.log(base))
-
-    return log_base
+def _filled_like(x: Tracer, value: Any, dtype: np.dtype) -> Tracer:
+    ctx = x._ctx
+    return Tracer(ctx, broadcast_node(ctx, ctx.node_of(np.asarray(value, dtype)), x.shape))
 
 
-def _isnan(x: Any) -> Tracer:
-    return apply_elementwise(Op.NE, x, x)
-
-
-def _isinf(x: Any) -> Tracer:
+def _is_inf(x: Tracer) -> Tracer:
     return apply_elementwise(Op.EQ, apply_elementwise(Op.ABS, x), np.inf)
 
 
-def _isfinite(x: Any) -> Tracer:
+def _is_finite(x: Tracer) -> Tracer:
     return apply_elementwise(Op.LOGICAL_NOT, apply_elementwise(Op.NE, x - x, 0))
 
 
+def _via(ufunc: np.ufunc, rule: Callable[..., Tracer]) -> Callable:
+    """A ufunc computed by `rule` on operands already cast to the ufunc's own loop dtypes."""
+
+    def handler(*operands: Any) -> Tracer:
+        tracers = lift_all(list(operands))
+        try:
+            loop = ufunc.resolve_dtypes(tuple(dtype_operand(v) for v in operands) + (None,)
+                                        * ufunc.nout)
+        except TypeError as exc:
+            raise DTypeError(f"np.{ufunc.__name__} does not support these operand types "
+                             f"({exc})", user_source()) from None
+        cast = [Tracer(t._ctx, cast_node(t._ctx, t._id, d)) for t, d in zip(tracers, loop)]
+        return rule(*cast)
+
+    return handler
+
+
+def _same(x: Tracer) -> Tracer:
+    return Tracer(x._ctx, x._id)
+
+
+def _deg_rad(factor: float) -> Callable[[Tracer], Tracer]:
+    # NumPy: x * (pi / 180) (or its inverse) in the loop dtype
+    return lambda x: apply_elementwise(Op.MUL, x, np.asarray(factor, x.dtype))
+
+
+def _isposinf(x: Any) -> Tracer:
+    x = lift_all([x])[0]
+    return np.logical_and(np.isinf(x), ~np.signbit(x))
+
+
+def _isneginf(x: Any) -> Tracer:
+    x = lift_all([x])[0]
+    return np.logical_and(np.isinf(x), np.signbit(x))
+
+
+def _fix(x: Any, out: Any = None) -> Tracer:
+    x = lift_all([x])[0]
+    result = np.where(x >= 0, np.floor(x), np.ceil(x)) if x.dtype.kind == "f" else np.floor(x)
+    result = Tracer(result._ctx, cast_node(result._ctx, result._id, np.floor(
+        np.zeros((), x.dtype)).dtype))
+    return result if out is None else write_out(out, result)
+
+
+def _divmod(a: Tracer, b: Tracer) -> tuple[Tracer, Tracer]:
+    return apply_elementwise(Op.FLOORDIV, a, b), apply_elementwise(Op.MOD, a, b)
+
+
+def _modf(x: Tracer) -> tuple[Tracer, Tracer]:
+    whole = apply_elementwise(Op.TRUNC, x)
+    fraction = apply_elementwise(Op.COPYSIGN, x - whole, x)
+    infinite = _is_inf(x)
+    zero = apply_elementwise(Op.COPYSIGN, np.zeros((), x.dtype), x)
+    return np.where(infinite, zero, fraction), whole
+
+
+def _frexp(x: Tracer) -> tuple[Tracer, Tracer]:
+    return tuple(host_call("frexp", [x], output=i) for i in range(2))
+
+
 UFUNC_HANDLERS.update({
-    np.square: lambda x: apply_elementwise(Op.MUL, x, x),
-    np.reciprocal: _reciprocal,
-    np.positive: lambda x: x,
-    np.fabs: _unary(Op.ABS),
+    np.square: square,
+    np.reciprocal: reciprocal,
+    np.positive: _via(np.positive, _same),
+    np.conjugate: _via(np.conjugate, _same),
+    np.fabs: _via(np.fabs, lambda x: apply_elementwise(Op.ABS, x)),
     np.power: power,
-    np.float_power: lambda a, b: power(_as_dtype(lift_all([a])[0], np.float64), b),
-    np.log2: _log_base(2.0),
-    np.log10: _log_base(10.0),
-    np.exp2: lambda x: power(2.0, x),
-    np.isnan: _isnan,
-    np.isinf: _isinf,
-    np.isfinite: _isfinite,
+    np.float_power: _via(np.float_power, lambda a, b: apply_elementwise(Op.POW, a, b)),
+    np.isnan: _classify(np.isnan, lambda x: apply_elementwise(Op.NE, x, x)),
+    np.isinf: _classify(np.isinf, _is_inf),
+    np.isfinite: _classify(np.isfinite, _is_finite),
+    np.deg2rad: _via(np.deg2rad, _deg_rad(math.pi / 180.0)),
+    np.radians: _via(np.radians, _deg_rad(math.pi / 180.0)),
+    np.rad2deg: _via(np.rad2deg, _deg_rad(180.0 / math.pi)),
+    np.degrees: _via(np.degrees, _deg_rad(180.0 / math.pi)),
+    np.divmod: _via(np.divmod, _divmod),
+    np.modf: _via(np.modf, _modf),
+    np.frexp: _via(np.frexp, _frexp),
 })
+implements(np.isposinf)(lambda x, out=None: _isposinf(x))
+implements(np.isneginf)(lambda x, out=None: _isneginf(x))
+implements(np.fix)(_fix)
+implements(np.real)(lambda val: _real_input(val, "real", _same))
+implements(np.imag)(lambda val: _real_input(val, "imag", lambda x: _filled_like(x, 0, x.dtype)))
+implements(np.conj)(lambda x, *a, **k: _real_input(x, "conj", _same))
+implements(np.iscomplexobj)(lambda x: False)
+implements(np.isrealobj)(lambda x: True)
+METHODS["conj"] = METHODS["conjugate"] = lambda x: _same(x)
+METHODS["real"] = _same
+
+
+def _real_input(x: Any, name: str, rule: Callable[[Tracer], Tracer]) -> Tracer:
+    x = lift_all([x])[0]
+    return rule(x)
+
+
+def host_call(function: str, operands: list[Any], output: int = -1, **kwargs: Any) -> Tracer:
+    """A NumPy function run as a host step (its result type found by calling it on stand-ins)."""
+    tracers = lift_all(list(operands))
+    ctx = tracers[0]._ctx
+    static = tuple(sorted(kwargs.items()))
+    try:
+        shape, dtype = host_call_type([t.shape for t in tracers], [t.dtype for t in tracers],
+                                      function, output, static)
+    except TypeError as exc:
+        raise DTypeError(f"np.{function}: {exc}", user_source()) from None
+    except (ValueError, IndexError, np.linalg.LinAlgError) as exc:
+        raise ShapeError(f"np.{function}: {exc}", user_source()) from None
+    if not is_supported(dtype):
+        raise DTypeError(f"np.{function} returns {dtype} here; graphjit compiles bool, integer "
+                         "and float arrays only", user_source())
+    attrs = {"function": function, "output": output, "kwargs": static, "shape": shape,
+             "dtype": dtype}
+    return Tracer(ctx, ctx.add(Op.HOST_CALL, tuple(t._id for t in tracers), attrs))
+
 
 def ufunc_at(ufunc: np.ufunc, target: Any, indices: Any, values: Any = None) -> None:
     """np.add.at / np.subtract.at: unbuffered scatter, repeated indices accumulate."""

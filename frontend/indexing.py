@@ -20,6 +20,10 @@ def _normalize_key(key: Any) -> tuple:
         key = (key,)
     out = []
     for item in key:
+        if isinstance(item, Tracer):
+            known = item._known()   # an index made in the function from constants only
+            if known is not None:
+                item = known
         if isinstance(item, range):
             item = np.arange(item.start, item.stop, item.step)
         elif isinstance(item, list):
@@ -77,7 +81,9 @@ def _check_int(index: int, size: int, axis: int) -> int:
     return index % size
 
 
-def _basic_getitem(x: Tracer, key: tuple) -> Tracer:
+def _basic_getitem(x: Tracer, key: tuple, view: bool = False) -> Tracer:
+    """Basic indexing: a view of `x` (sharing its storage), or a NumPy scalar when every axis
+    is indexed by an integer (`view` forces a 0-d view, as `x[...]` gives)."""
     ctx = x._ctx
     slices, final_shape, axis = [], [], 0
     for item in key:
@@ -98,10 +104,16 @@ def _basic_getitem(x: Tracer, key: tuple) -> Tracer:
             slices.append((start, stop, step))
             final_shape.append(len(range(*slice(start, stop, step).indices(size))))
         axis += 1
-    node = x._id
-    if any(s != (0, d, 1) for s, d in zip(slices, x.shape)):
-        node = ctx.add(Op.SLICE, (node,), {"slices": tuple(slices)})
-    return Tracer(ctx, reshape_node(ctx, node, tuple(final_shape)))
+    if not view and not final_shape and all(isinstance(item, int) for item in key):
+        # every axis indexed by an integer: NumPy returns a scalar (a copy), not a view
+        node = x._id
+        if slices:
+            node = ctx.add(Op.SLICE, (node,), {"slices": tuple(slices)})
+        return Tracer(ctx, reshape_node(ctx, node, ()), scalar=True)
+    from .views import reshape_view, slice_view
+
+    view = slice_view(x, tuple(slices))
+    return reshape_view(view, tuple(final_shape))
 
 
 def index_template(x: Tracer, key: Any) -> tuple[tuple, list[int]]:
@@ -146,9 +158,10 @@ def getitem(x: Tracer, key: Any) -> Tracer:
             "data, which graphjit cannot compile. Use np.where(mask, x, 0) (or another fill "
             "value) to keep the shape, or np.sum(np.where(mask, x, 0)) for a masked reduction",
             user_source())
+    has_ellipsis = any(item is Ellipsis for item in key)
     key = _expand_ellipsis(key, x.ndim)
     if not any(_is_array(item) for item in key):
-        return _basic_getitem(x, key)
+        return _basic_getitem(x, key, view=has_ellipsis)
     arrays = [i for i, item in enumerate(key) if _is_array(item)]
     if len(arrays) == 1 and not _is_bool_array(key[arrays[0]]) and all(
             item == slice(None) for i, item in enumerate(key) if i != arrays[0]):

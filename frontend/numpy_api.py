@@ -35,7 +35,8 @@ def implements(*functions: Callable, method: str | tuple[str, ...] | None = None
 
     def register(handler: Callable) -> Callable:
         for function in functions:
-            HANDLED_FUNCTIONS[function] = handler
+            # a NumPy name seen while a trace has it wrapped (frontend/creation.py): the original
+            HANDLED_FUNCTIONS[getattr(function, "__graphjit_original__", function)] = handler
         for name in (method,) if isinstance(method, str) else (method or ()):
             METHODS[name] = handler
         return handler
@@ -55,11 +56,61 @@ def function_name(func: Callable) -> str:
 def handle_function(func: Callable, args: tuple, kwargs: dict) -> Any:
     handler = HANDLED_FUNCTIONS.get(func)
     if handler is None:
+        done, result = _eager_on_known(func, args, kwargs)
+        if done:
+            return result
         raise UnsupportedError(
             f"{function_name(func)} is not supported by graphjit's tracer. Rewrite it with "
             "supported NumPy operations, or compute it outside the jitted function and pass "
             "the result in as an argument", user_source())
     return handler(*args, **kwargs)
+
+
+def _known_or_missing(value: Any, missing: list) -> Any:
+    if isinstance(value, Tracer):
+        known = value._known()
+        if known is None:
+            missing.append(value)
+        return known
+    if isinstance(value, (list, tuple)):
+        return type(value)(_known_or_missing(v, missing) for v in value)
+    return value
+
+
+def _eager_on_known(func: Callable, args: tuple, kwargs: dict) -> tuple[bool, Any]:
+    """A function with no traced handler whose traced operands are all known constants (arrays
+    made inside the function from constants): NumPy computes it now; the result is a traced
+    constant. (False, None) where some operand is not known."""
+    missing: list = []
+    concrete_args = _known_or_missing(tuple(args), missing)
+    concrete_kwargs = {k: _known_or_missing(v, missing) for k, v in kwargs.items()}
+    if missing:
+        return False, None
+    ctx = context_of([v for v in (*args, *kwargs.values()) if isinstance(v, Tracer)] or
+                     [_first_tracer((args, kwargs))])
+    result = func(*concrete_args, **concrete_kwargs)
+    return True, _as_traced(ctx, result)
+
+
+def _first_tracer(value: Any) -> Any:
+    if isinstance(value, Tracer):
+        return value
+    if isinstance(value, (list, tuple, dict)):
+        for v in (value.values() if isinstance(value, dict) else value):
+            found = _first_tracer(v)
+            if found is not None:
+                return found
+    return None
+
+
+def _as_traced(ctx: TraceContext, result: Any) -> Any:
+    from graphjit.compiler.dtypes import is_supported
+
+    if isinstance(result, np.ndarray) and is_supported(result.dtype):
+        return Tracer(ctx, ctx.node_of(result))
+    if isinstance(result, (list, tuple)):
+        return type(result)(_as_traced(ctx, r) for r in result)
+    return result
 
 
 def handle_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict) -> Any:
@@ -160,8 +211,8 @@ HANDLED_FUNCTIONS[np.result_type] = result_type
 # ---------------------------------------------------------------- the families register here
 
 FAMILIES: tuple[str, ...] = (
-    "shapes", "creation", "elementwise", "reductions", "linalg", "compositions", "einsum",
-    "shape_functions", "indexing_functions",
+    "views", "shapes", "creation", "elementwise", "reductions", "linalg", "compositions", "einsum",
+    "shape_functions", "indexing_functions", "mutation",
 )
 for _family in FAMILIES:
     importlib.import_module(f"{__package__}.{_family}")

@@ -1,5 +1,5 @@
 """Model-code array functions built from view, concat and gather ops: np.pad (constant mode),
-np.tile, np.repeat, np.split / np.array_split and np.cumsum. All their size arguments are static
+np.tile, np.repeat and np.split / np.array_split. All their size arguments are static
 (Python ints), so every result shape is known at trace time."""
 from __future__ import annotations
 
@@ -158,32 +158,3 @@ def split(ary, indices_or_sections, axis=0):
     if spec.ndim == 0 and int(spec) > 0 and x.shape[axis] % int(spec):
         raise ValueError(f"{user_source()}: array split does not result in an equal division")
     return array_split(x, indices_or_sections, axis)
-
-
-# ---------------------------------------------------------------- np.cumsum
-
-def _shift_along(x: Tracer, axis: int, shift: int) -> Tracer:
-    """x moved `shift` places along `axis`, zeros shifted in at the start."""
-    from .indexing import getitem
-
-    size = x.shape[axis]
-    kept = getitem(x, (slice(None),) * axis + (slice(0, size - shift),))
-    zeros = _filled(x, x.shape[:axis] + (shift,) + x.shape[axis + 1:], 0)
-    return concatenate([zeros, kept], axis=axis)
-
-
-@implements(np.cumsum, method="cumsum")
-def cumsum(a, axis=None, dtype=None, out=None):
-    x = lift_all([a])[0]
-    if axis is None:
-        x, axis = ravel(x), 0
-    axis = _axis(x, int(axis))
-    result_dtype = _nearest_supported(np.cumsum(np.zeros(1, x.dtype), dtype=dtype).dtype)
-    ctx = x._ctx
-    total = Tracer(ctx, cast_node(ctx, x._id, result_dtype))
-    # Hillis-Steele scan: log2(n) shifted adds, each a fusable elementwise pass
-    size, shift = x.shape[axis], 1
-    while shift < size:
-        total = total + _shift_along(total, axis, shift)
-        shift *= 2
-    return total if out is None else write_out(out, total)

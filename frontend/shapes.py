@@ -12,7 +12,8 @@ from graphjit.compiler.ops import Op, normalize_axes
 
 from .numpy_api import METHODS, implements, lift_all
 from .source import user_source
-from .tracer import Tracer, cast_node, dtype_operand, reshape_node, broadcast_node
+from .tracer import Tracer, cast_node, dtype_operand, reshape_node
+from .views import broadcast_view, reshape_view, transpose_view
 
 
 def _axes(x: Tracer, axis: Any) -> tuple[int, ...]:
@@ -53,7 +54,7 @@ def reshape(x, shape=None, order="C", *, newshape=None, copy=None):
     shape = newshape if shape is None else shape
     shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
     shape = _resolve_shape(x.size, shape)
-    return Tracer(x._ctx, reshape_node(x._ctx, x._id, shape), weak=x._weak)
+    return reshape_view(x, shape)
 
 
 def reshape_method(x, *shape, order="C"):
@@ -63,10 +64,19 @@ def reshape_method(x, *shape, order="C"):
 METHODS["reshape"] = reshape_method
 
 
-@implements(np.ravel, method=("ravel", "flatten"))
+@implements(np.ravel, method="ravel")
 def ravel(x, order="C"):
     x = lift_all([x])[0]
     return reshape(x, (x.size,), order=order)
+
+
+def flatten(x, order="C"):
+    """ndarray.flatten: always a copy (ravel is a view where NumPy can make one)."""
+    x = lift_all([x])[0]
+    return Tracer(x._ctx, reshape_node(x._ctx, x._id, (x.size,)))
+
+
+METHODS["flatten"] = flatten
 
 
 @implements(np.transpose)
@@ -75,10 +85,8 @@ def transpose(x, axes=None):
     ctx = x._ctx
     perm = tuple(reversed(range(x.ndim))) if axes is None else tuple(
         a % x.ndim if x.ndim else a for a in axes)
-    if perm == tuple(range(x.ndim)):
-        return x
     try:
-        return Tracer(ctx, ctx.add(Op.TRANSPOSE, (x._id,), {"perm": perm}))
+        return transpose_view(x, perm)
     except ShapeError:
         raise ShapeError(f"axes {axes} don't match array of dimension {x.ndim}",
                          user_source()) from None
@@ -141,9 +149,7 @@ def broadcast_to(x, shape, subok=False):
             raise ValueError
     except ValueError:
         raise ShapeError(f"cannot broadcast shape {x.shape} to {shape}", user_source()) from None
-    ctx = x._ctx
-    target = reshape_node(ctx, x._id, (1,) * (len(shape) - x.ndim) + x.shape)
-    return Tracer(ctx, broadcast_node(ctx, target, shape))
+    return broadcast_view(x, shape)
 
 
 @implements(np.concatenate)

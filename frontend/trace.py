@@ -83,16 +83,23 @@ def leaf_spec(value: Any, where: str) -> LeafSpec:
 
 
 def trace(fn: Callable, leaves_specs: Sequence[LeafSpec], rebuild_args: Callable[[list], tuple],
-          name: str | None = None) -> TracedFunction:
+          name: str | None = None, same_as: dict[int, int] | None = None) -> TracedFunction:
     """Run `fn` on tracers standing for the argument leaves; record the graph.
 
     `rebuild_args(leaf_values) -> (args, kwargs)` puts tracers back where the leaves were, with
-    static arguments as the concrete values.
+    static arguments as the concrete values. `same_as[j] = i`: leaf j is the very same array as
+    leaf i (f(a, a)), so the function sees one traced array in both places (its param j is
+    unused, and only leaf i is written back).
     """
     ctx = TraceContext(name or getattr(fn, "__name__", "fn"))
     tracers = [ctx.param(s.shape, s.dtype, weak=s.weak) for s in leaves_specs]
-    args, kwargs = rebuild_args(list(tracers))
-    result = fn(*args, **kwargs)
+    same_as = same_as or {}
+    args, kwargs = rebuild_args([tracers[same_as.get(n, n)] for n in range(len(tracers))])
+    from . import numpy_api  # noqa: F401  (every handler registered before NumPy is wrapped)
+    from .creation import creating_traced_arrays
+
+    with creating_traced_arrays(ctx):
+        result = fn(*args, **kwargs)
     out_leaves, out_tree = flatten(result)
     graph = ctx.graph
     out_weak = []

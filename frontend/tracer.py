@@ -10,13 +10,18 @@ from typing import Any
 import numpy as np
 
 from graphjit.compiler.dtypes import is_supported
-from graphjit.compiler.errors import DTypeError, ShapeError, TracerBoolError, UnsupportedError
+from graphjit.compiler.errors import (
+    DTypeError, ReadOnlyError, ShapeError, TracerBoolError, UnsupportedError,
+)
 from graphjit.compiler.ir import Graph
 from graphjit.compiler.ops import Op, UFUNC_OPS
 
 from .source import user_source
+from .storage import Layout, Storage, ViewStep, contiguous_layout
 
 PYTHON_SCALARS = (bool, int, float)
+# ops whose value is never known while tracing (inputs and random draws)
+_NEVER_KNOWN = frozenset({Op.PARAM} | {op for op in Op if op.name.startswith("RANDOM")})
 
 
 def is_python_scalar(value: Any) -> bool:
@@ -30,6 +35,7 @@ class TraceContext:
     def __init__(self, name: str = "fn"):
         self.graph = Graph(name)
         self.param_tracers: list[Tracer] = []
+        self._known: dict[int, np.ndarray | None] = {}
 
     def param(self, shape: tuple[int, ...], dtype: np.dtype, *, weak: bool = False,
               name: str = "") -> Tracer:
@@ -63,6 +69,46 @@ class TraceContext:
 
     def add(self, op: Op, args: tuple[int, ...], attrs: dict | None = None) -> int:
         return self.graph.add(op, args, attrs, user_source())
+
+    def known_value(self, node_id: int) -> np.ndarray | None:
+        """The value of `node_id` if it is computed from constants only (evaluated with the op
+        table's NumPy implementations, without recursion), else None. Memoised per trace."""
+        from graphjit.compiler.interpret import eval_node
+
+        memo = self._known
+        if node_id in memo:
+            return memo[node_id]
+        graph = self.graph
+        stack = [node_id]
+        while stack:
+            top = stack[-1]
+            if top in memo:
+                stack.pop()
+                continue
+            node = graph.node(top)
+            if node.op is Op.CONST:
+                memo[top] = graph.const_value(top)
+                stack.pop()
+                continue
+            if node.op in _NEVER_KNOWN:
+                memo[top] = None
+                stack.pop()
+                continue
+            missing = [a for a in node.args if a not in memo]
+            if missing:
+                stack.extend(missing)
+                continue
+            stack.pop()
+            values = [memo[a] for a in node.args]
+            if any(v is None for v in values):
+                memo[top] = None
+                continue
+            try:
+                with np.errstate(all="ignore"):
+                    memo[top] = eval_node(node, values)
+            except Exception:   # an op the NumPy impl cannot run eagerly: treat as unknown
+                memo[top] = None
+        return memo[node_id]
 
 
 def _nearest_supported(dtype: np.dtype) -> np.dtype:
@@ -150,9 +196,10 @@ def apply_elementwise(op: Op, *operands: Any, out_dtype: np.dtype | None = None)
     weak = all(
         (isinstance(v, Tracer) and v._weak) or is_python_scalar(v) for v in operands
     )
-    tracer = Tracer(ctx, result, weak=weak)
+    scalar = shape == ()   # NumPy returns a scalar for a 0-d result
+    tracer = Tracer(ctx, result, weak=weak, scalar=scalar)
     if out_dtype is not None:
-        tracer = Tracer(ctx, cast_node(ctx, result, out_dtype))
+        tracer = Tracer(ctx, cast_node(ctx, result, out_dtype), scalar=scalar)
     return tracer
 
 
@@ -160,12 +207,77 @@ class Tracer:
     """A traced array. Speaks NumPy's protocols and dunders; every operation becomes a node."""
 
     __array_priority__ = 1000
-    __slots__ = ("_ctx", "_id", "_weak", "__weakref__")
+    __slots__ = ("_ctx", "_node_id", "_weak", "_storage", "_view", "_version", "_layout",
+                 "_scalar", "__weakref__")
 
-    def __init__(self, ctx: TraceContext, node_id: int, *, weak: bool = False):
+    def __init__(self, ctx: TraceContext, node_id: int, *, weak: bool = False,
+                 scalar: bool = False):
+        """A fresh array: the base of its own storage (views are made by `_make_view`)."""
         self._ctx = ctx
-        self._id = node_id
+        self._node_id = node_id
         self._weak = weak
+        node = ctx.graph.node(node_id)
+        self._storage = Storage(node_id, node.shape, node.dtype)
+        self._view: tuple[ViewStep, ...] = ()
+        self._version = 0
+        self._layout = None        # C-contiguous base; computed on demand
+        # NumPy scalar semantics (immutable): what ufuncs, reductions and full integer indexing
+        # return for 0-d results; `s += 1` rebinds the name instead of writing
+        self._scalar = scalar or weak
+
+    # ---------------------------------------------------------------- storage and views
+    @property
+    def _id(self) -> int:
+        """The node of this array's current value (replaying the view chain after a write)."""
+        if not self._view:
+            return self._storage.node
+        if self._version != self._storage.version:
+            node = self._storage.node
+            for step in self._view:
+                node = step.forward(self._ctx, node)
+            self._node_id = node
+            self._version = self._storage.version
+        return self._node_id
+
+    def _strides_offset(self) -> Layout:
+        if self._layout is None:
+            return contiguous_layout(self._storage.shape)
+        return self._layout
+
+    def _make_view(self, step: ViewStep) -> Tracer:
+        """A new array that is `step` applied to this one, sharing its storage."""
+        view = Tracer.__new__(Tracer)
+        view._ctx = self._ctx
+        view._weak = self._weak
+        view._storage = self._storage
+        view._view = self._view + (step,)
+        view._node_id = step.forward(self._ctx, self._id)
+        view._version = self._storage.version
+        view._layout = step.layout(self.shape, self._strides_offset())
+        view._scalar = False
+        return view
+
+    @property
+    def _readonly(self) -> bool:
+        return any(step.readonly for step in self._view)
+
+    def _write(self, node_id: int) -> None:
+        """Store `node_id` (this view's shape and dtype) as this array's new value: written back
+        through the view chain into the storage, so every alias reads it."""
+        if self._readonly:
+            raise ReadOnlyError("assignment destination is read-only (a view made by "
+                                "np.broadcast_to or np.diagonal; NumPy refuses this write too); "
+                                "write into a copy instead", user_source())
+        ctx = self._ctx
+        parents = [self._storage.node]
+        for step in self._view[:-1]:
+            parents.append(step.forward(ctx, parents[-1]))
+        value = node_id
+        for step, parent in zip(reversed(self._view), reversed(parents)):
+            value = step.backward(ctx, parent, value)
+        self._storage.write(value)
+        self._node_id = node_id
+        self._version = self._storage.version
 
     # ---------------------------------------------------------------- properties
     @property
@@ -204,7 +316,8 @@ class Tracer:
         return f"Tracer(%{self._id}: {self.dtype}{list(self.shape)})"
 
     def _rebind(self, other: Tracer) -> Tracer:
-        """In-place update: this tracer now names `other`'s node, with its own dtype kept."""
+        """In-place update (`out=`, `x[...] = v`, `x += v`): write `other` into this array,
+        keeping its dtype (same_kind casting) and shape (`other` broadcasts), as NumPy does."""
         node_id = other._id
         if other.dtype != self.dtype:
             if not np.can_cast(other.dtype, self.dtype, casting="same_kind"):
@@ -213,13 +326,24 @@ class Tracer:
                                  "too); use an explicit .astype()", user_source())
             node_id = cast_node(self._ctx, node_id, self.dtype)
         if other.shape != self.shape:
-            if np.broadcast_shapes(other.shape, self.shape) != self.shape:
+            try:
+                fits = np.broadcast_shapes(other.shape, self.shape) == self.shape
+            except ValueError:
+                fits = False
+            if not fits:
                 raise ShapeError(f"non-broadcastable output operand with shape {self.shape} "
                                  f"doesn't match the broadcast shape {other.shape}", user_source())
+            node_id = reshape_node(self._ctx, node_id,
+                                   (1,) * (self.ndim - len(other.shape)) + other.shape)
             node_id = broadcast_node(self._ctx, node_id, self.shape)
-        self._id = node_id
-        self._weak = False
+        self._write(node_id)
         return self
+
+    def _inplace(self, result: Tracer) -> Tracer:
+        """`x op= y`: a write into an array; a NumPy scalar (immutable) rebinds the name."""
+        if self._scalar:
+            return result
+        return self._rebind(result)
 
     # ---------------------------------------------------------------- concrete conversions
     def _concrete_error(self, what: str) -> TracerBoolError:
@@ -229,33 +353,56 @@ class Tracer:
             "if/else on array values, or mark the argument static with "
             "gj.jit(static_argnums=...) / static_argnames=...", user_source())
 
+    def _known(self) -> np.ndarray | None:
+        """This array's value if it depends on constants only (an array made inside the function
+        with np.zeros/np.arange/... and written with constants), else None."""
+        return self._ctx.known_value(self._id)
+
+    def _concrete(self, what: str) -> np.ndarray:
+        value = self._known()
+        if value is None:
+            raise self._concrete_error(what)
+        return value
+
     def __bool__(self) -> bool:
-        raise self._concrete_error("bool() (an if, while, and/or or assert)")
+        return bool(self._concrete("bool() (an if, while, and/or or assert)"))
 
     def __int__(self) -> int:
-        raise self._concrete_error("int()")
+        return int(self._concrete("int()"))
 
     def __float__(self) -> float:
-        raise self._concrete_error("float()")
+        return float(self._concrete("float()"))
 
     def __complex__(self) -> complex:
-        raise self._concrete_error("complex()")
+        return complex(self._concrete("complex()"))
 
     def __index__(self) -> int:
-        raise self._concrete_error("use as a Python index")
+        value = self._known()
+        if value is None or value.ndim or value.dtype.kind not in "iub":
+            raise self._concrete_error(
+                "use as a Python index (or as an index into a NumPy array that is not traced: "
+                "a global or closed-over array. Index it with np.take(table, ids, axis=0), or "
+                "pass it in as an argument)")
+        return int(value)
 
     def __array__(self, dtype=None, copy=None):
+        value = self._known()
+        if value is not None:
+            return value if dtype is None else value.astype(dtype)
         raise self._concrete_error(
-            "conversion to a concrete NumPy array (np.asarray/np.array, indexing a NumPy array "
-            "with a traced index: pass that array in as an argument, or storing into an array "
-            "made with np.zeros/np.empty: build it from traced values with np.zeros_like, "
-            "np.where or np.concatenate instead)")
+            "conversion to a concrete NumPy array (np.asarray/np.array of a traced value from "
+            "a function graphjit does not trace; indexing a NumPy array that is not traced (a "
+            "global or closed-over array) with a traced index: use np.take(table, ids, axis=0) "
+            "or pass the array in as an argument; or storing a traced value into a NumPy array "
+            "that was not made inside the function (a global or closed-over array): make a "
+            "traced copy with np.array(table) inside the function, or pass it in and write it "
+            "there, which graphjit writes back)")
 
     def tolist(self):
-        raise self._concrete_error("tolist()")
+        return self._concrete("tolist()").tolist()
 
     def item(self, *args):
-        raise self._concrete_error("item()")
+        return self._concrete("item()").item(*args)
 
     def __len__(self) -> int:
         if not self.shape:
@@ -317,7 +464,7 @@ class Tracer:
         return matmul(o, self)
 
     def __neg__(self): return apply_elementwise(Op.NEG, self)
-    def __pos__(self): return self
+    def __pos__(self): return Tracer(self._ctx, self._id, weak=self._weak, scalar=self._scalar)
     def __abs__(self): return apply_elementwise(Op.ABS, self)
 
     def __invert__(self):
@@ -351,17 +498,17 @@ class Tracer:
     def __ne__(self, o): return apply_elementwise(Op.NE, self, o)  # type: ignore[override]
 
     # in-place forms: functional update, then rebind (NumPy keeps the left operand's dtype)
-    def __iadd__(self, o): return self._rebind(self + o)
-    def __isub__(self, o): return self._rebind(self - o)
-    def __imul__(self, o): return self._rebind(self * o)
-    def __itruediv__(self, o): return self._rebind(self / o)
-    def __ifloordiv__(self, o): return self._rebind(self // o)
-    def __imod__(self, o): return self._rebind(self % o)
-    def __ipow__(self, o): return self._rebind(self ** o)
-    def __imatmul__(self, o): return self._rebind(self @ o)
-    def __iand__(self, o): return self._rebind(self & o)
-    def __ior__(self, o): return self._rebind(self | o)
-    def __ixor__(self, o): return self._rebind(self ^ o)
+    def __iadd__(self, o): return self._inplace(self + o)
+    def __isub__(self, o): return self._inplace(self - o)
+    def __imul__(self, o): return self._inplace(self * o)
+    def __itruediv__(self, o): return self._inplace(self / o)
+    def __ifloordiv__(self, o): return self._inplace(self // o)
+    def __imod__(self, o): return self._inplace(self % o)
+    def __ipow__(self, o): return self._inplace(self ** o)
+    def __imatmul__(self, o): return self._inplace(self @ o)
+    def __iand__(self, o): return self._inplace(self & o)
+    def __ior__(self, o): return self._inplace(self | o)
+    def __ixor__(self, o): return self._inplace(self ^ o)
 
     # ---------------------------------------------------------------- indexing
     def __getitem__(self, key):

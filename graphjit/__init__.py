@@ -39,6 +39,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "benchmark": ("graphjit.benchmarking", "benchmark"),
     "profile": ("graphjit.profiling", "profile"),
     "cache": ("graphjit.cache", None),
+    "dask": ("graphjit.dask", None),
+    "distribute": ("graphjit.distribute", None),
 }
 
 

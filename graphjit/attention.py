@@ -94,6 +94,23 @@ class _MultiInput(Layer):
         finally:
             self._options = saved if saved is not None else options
 
+    # The options of the (one) symbolic call are part of the layer's config, so a loaded model
+    # calls the layer on its packed inputs [query, value(, key)(, mask)] the same way.
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        if "_options" in self.__dict__:
+            config["call_options"] = dict(self._options)
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Layer:
+        config = dict(config)
+        options = config.pop("call_options", None)
+        layer = cls(**config)
+        if options is not None:
+            layer._options = {k: bool(v) for k, v in options.items()}
+        return layer
+
     def _unpack(self, inputs: list) -> tuple[Any, Any, Any, Any]:
         options = self._options
         query, value = inputs[0], inputs[1]

@@ -13,6 +13,7 @@ second), so batch hooks cost no synchronisation per batch unless they ask for th
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import time
@@ -460,6 +461,61 @@ class CSVLogger(Callback):
             self._file = None
 
 
+class BackupAndRestore(Callback):
+    """Fault tolerance: after every epoch, back up the weights and the optimizer state to
+    `backup_dir`; a later `fit` with the same `backup_dir` restores them and resumes after the
+    last finished epoch. A `fit` that completes deletes the backup (`delete_checkpoint`)."""
+
+    ARCHIVE, METADATA = "latest.npz", "training_metadata.json"
+
+    def __init__(self, backup_dir: str | os.PathLike, save_freq: str = "epoch",
+                 double_checkpoint: bool = False, delete_checkpoint: bool = True):
+        super().__init__()
+        if save_freq != "epoch":
+            raise GraphjitError("BackupAndRestore(save_freq=...) supports only 'epoch'")
+        if double_checkpoint:
+            raise GraphjitError("BackupAndRestore(double_checkpoint=True) is not supported")
+        self.backup_dir = os.fspath(backup_dir)
+        self.delete_checkpoint = delete_checkpoint
+
+    def _paths(self) -> tuple[str, str]:
+        return (os.path.join(self.backup_dir, self.ARCHIVE),
+                os.path.join(self.backup_dir, self.METADATA))
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        from . import saving
+
+        archive, metadata = self._paths()
+        if not (os.path.exists(archive) and os.path.exists(metadata)):
+            return
+        with open(metadata) as handle:
+            epoch = int(json.load(handle)["epoch"])
+        saving.restore_training_state(self.model, archive)
+        self.model._resume_epoch = epoch + 1  # fit starts its epoch loop there
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        from . import saving
+
+        os.makedirs(self.backup_dir, exist_ok=True)
+        archive, metadata = self._paths()
+        saving.save_training_state(self.model, archive)
+        temporary = metadata + ".tmp"
+        with open(temporary, "w") as handle:
+            json.dump({"epoch": epoch}, handle)
+        os.replace(temporary, metadata)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if not self.delete_checkpoint:
+            return
+        for path in self._paths():
+            if os.path.exists(path):
+                os.remove(path)
+        try:
+            os.rmdir(self.backup_dir)
+        except OSError:  # holds other files: leave it
+            pass
+
+
 class LambdaCallback(Callback):
     """A callback from plain functions: `LambdaCallback(on_epoch_end=lambda epoch, logs: ...)`."""
 
@@ -483,4 +539,5 @@ class LambdaCallback(Callback):
 __all__ = [
     "Callback", "CallbackList", "History", "ProgbarLogger", "EarlyStopping", "ModelCheckpoint",
     "TerminateOnNaN", "LearningRateScheduler", "ReduceLROnPlateau", "CSVLogger", "LambdaCallback",
+    "BackupAndRestore",
 ]

@@ -4,7 +4,10 @@
 - a Python generator or iterator yielding `x`, `(x, y)` or `(x, y, sample_weight)` batches
   (iterated across epochs; `steps_per_epoch` says where an epoch ends);
 - a `Sequence`-style object (`__len__` and `__getitem__(i)` returning a batch; `on_epoch_end()`
-  called after each epoch, as Keras' `PyDataset`).
+  called after each epoch, as Keras' `PyDataset`);
+- any other re-iterable dataset (`__iter__` giving a fresh iterator of batches: a `tf.data`-
+  or torch-`DataLoader`-like object), iterated afresh each epoch, or, with `steps_per_epoch`,
+  continued across epochs and restarted when it runs out (Keras' rule for datasets).
 
 Batches from generators and sequences are pulled on a background thread (a short queue), so the
 next one is ready while the compiled step runs. Every check that can be made on the host before
@@ -40,8 +43,23 @@ def is_generator(value: Any) -> bool:
     return isinstance(value, Iterator) and not is_sequence(value)
 
 
+def is_iterable_dataset(value: Any) -> bool:
+    """Re-iterable batches (tf.data.Dataset, a DataLoader...): `__iter__` but neither an
+    iterator, a Sequence nor array data."""
+    return (hasattr(value, "__iter__") and not isinstance(value, Iterator)
+            and not isinstance(value, (np.ndarray, list, tuple, dict, str, bytes))
+            and not hasattr(value, "__array__") and not is_sequence(value))
+
+
 def is_batch_source(value: Any) -> bool:
-    return is_generator(value) or is_sequence(value)
+    return is_generator(value) or is_sequence(value) or is_iterable_dataset(value)
+
+
+def _length(source: Any) -> int | None:
+    try:
+        return int(len(source))
+    except (TypeError, ValueError):  # no len, or an infinite / unknown one (tf.data raises)
+        return None
 
 
 def unpack(batch: Any, what: str) -> tuple[Any, Any, Any]:
@@ -175,18 +193,26 @@ class _Prefetcher:
 
 
 class SourceBatches:
-    """Batches from a generator (iterated across epochs) or a Sequence (one pass per epoch)."""
+    """Batches from a generator (iterated across epochs), a Sequence (one pass per epoch) or a
+    re-iterable dataset (one pass per epoch; with steps_per_epoch, continued and restarted)."""
 
     def __init__(self, source: Any, steps_per_epoch: int | None, shuffle: bool, what: str,
                  convert: Callable[[Any], tuple]):
         self.source, self.what, self.convert = source, what, convert
         self.sequence = is_sequence(source)
+        self.iterable = is_iterable_dataset(source)
         self.shuffle = shuffle and self.sequence
+        self.steps_per_epoch = steps_per_epoch
         if self.sequence:
             length = len(source)
             if length == 0:
                 raise GraphjitError(f"{what} is empty: its len() is 0")
             self.steps = min(steps_per_epoch, length) if steps_per_epoch else length
+        elif self.iterable:
+            length = _length(source)
+            if length == 0:
+                raise GraphjitError(f"{what} is empty: its len() is 0")
+            self.steps = steps_per_epoch or length  # None: until one pass ends
         else:
             self.steps = steps_per_epoch  # None: until the generator is exhausted
         self._prefetch: _Prefetcher | None = None
@@ -198,6 +224,9 @@ class SourceBatches:
             yield self.source[int(i)]
 
     def epoch(self, rng: np.random.Generator) -> Iterator[tuple]:
+        if self.iterable:
+            yield from self._iterable_epoch()
+            return
         if self.sequence:
             prefetch = _Prefetcher(self._sequence_items(rng))
         elif self.exhausted:
@@ -229,6 +258,38 @@ class SourceBatches:
                 prefetch.close()
                 if hasattr(self.source, "on_epoch_end"):
                     self.source.on_epoch_end()
+
+    def _iterable_epoch(self) -> Iterator[tuple]:
+        produced = 0
+        fresh_pass: int | None = None  # batches taken from a pass begun in this epoch
+        if self._prefetch is None or self.steps_per_epoch is None:
+            self._restart()
+            fresh_pass = 0
+        try:
+            while self.steps is None or produced < self.steps:
+                kind, item = self._prefetch.get()
+                if kind == "error":
+                    raise item
+                if kind == "done":
+                    if fresh_pass == 0:
+                        raise GraphjitError(f"{self.what} yielded no batches (one pass over it "
+                                            "ended before its first batch)")
+                    if self.steps_per_epoch is None:
+                        return  # one pass is one epoch
+                    self._restart()  # steps_per_epoch reaches past the end: a new pass
+                    fresh_pass = 0
+                    continue
+                produced += 1
+                if fresh_pass is not None:
+                    fresh_pass += 1
+                yield self.convert(item)
+        finally:
+            if self.steps_per_epoch is None:
+                self.close()
+
+    def _restart(self) -> None:
+        self.close()
+        self._prefetch = _Prefetcher(iter(self.source))
 
     def close(self) -> None:
         if self._prefetch is not None:

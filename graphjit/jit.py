@@ -79,6 +79,8 @@ class CompiledEntry:
         targets = leaves if originals is None else originals
         for leaf_index, out_index in self.writebacks:
             target, value = targets[leaf_index], outs[out_index]
+            if isinstance(target, np.generic):   # a NumPy scalar is immutable: `v += 1` rebinds
+                continue
             if is_device_array(target) or is_device_array(value):    # target="cuda"
                 from graphjit.runtime.cuda.device import copy_into
 
@@ -144,7 +146,8 @@ class JitFunction:
             if not kwargs:
                 # the hit path: a key from (shape, dtype) per argument, one dict lookup, one call
                 entry = self._cache.get(_fast_key(args))
-                if entry is not None:
+                # (arguments that share memory matter only to a function that writes arguments)
+                if entry is not None and not (entry.writebacks and _may_alias(args)):
                     self.hits = entry.used = self.hits + 1
                     return entry.call_positional(args)
             # keyword, dict, list and tuple arguments: one walk gives a key and the leaves, and
@@ -155,18 +158,22 @@ class JitFunction:
                 if known is not None:
                     entry, order = known
                     leaves = tree[1] if order is None else [tree[1][i] for i in order]
-                    self.hits = entry.used = self.hits + 1
-                    return entry.call_positional(leaves)
+                    if not (entry.writebacks and _may_alias(leaves)):
+                        self.hits = entry.used = self.hits + 1
+                        return entry.call_positional(leaves)
         if _contains_tracer(args, kwargs):
             # called inside another trace (jit of jit, grad of jit): inline the function
             return self.fn(*args, **kwargs)
         key, leaves, rebuild = self._key_and_leaves(args, kwargs)
+        aliases = alias_pattern(leaves)
+        if aliases:
+            key = (key, aliases)   # the alias pattern is part of the specialisation
         entry = self._cache.get(key)
         if entry is None:
-            entry = self._compile_locked(key, leaves, rebuild)
+            entry = self._compile_locked(key, leaves, rebuild, aliases)
         else:
             self.hits = entry.used = self.hits + 1
-        if tree is not None:
+        if tree is not None and not aliases:    # alias-specialised entries stay off the fast map
             self._remember_tree(tree, leaves, entry)
         return entry(_contiguous_leaves(leaves), leaves)
 
@@ -229,7 +236,8 @@ class JitFunction:
         return key, leaves, rebuild
 
     # ------------------------------------------------------------ compiling
-    def _compile_locked(self, key: Any, leaves: list, rebuild: Callable) -> CompiledEntry:
+    def _compile_locked(self, key: Any, leaves: list, rebuild: Callable,
+                        aliases: tuple = ()) -> CompiledEntry:
         with self._lock:
             lock = self._key_locks.setdefault(key, threading.Lock())
         with lock:
@@ -238,7 +246,7 @@ class JitFunction:
                 self.hits += 1
                 return entry
             self.misses += 1
-            entry = self._compile(leaves, rebuild)
+            entry = self._compile(leaves, rebuild, aliases)
             entry.used = self.hits
             with self._lock:
                 self._cache[key] = entry
@@ -257,17 +265,20 @@ class JitFunction:
             for key in [k for k, (entry, _) in self._tree_cache.items() if entry is gone]:
                 del self._tree_cache[key]
 
-    def _compile(self, leaves: list, rebuild: Callable) -> CompiledEntry:
+    def _compile(self, leaves: list, rebuild: Callable, aliases: tuple = ()) -> CompiledEntry:
         specs = [leaf_spec(leaf, f"argument leaf {n} of {self.__name__}()")
                  for n, leaf in enumerate(leaves)]
-        lowered = self._lower_specs(specs, rebuild)
+        lowered = self._lower_specs(specs, rebuild, aliases)
         return CompiledEntry(lowered.traced, lowered.executable, specs, lowered)
 
-    def _lower_specs(self, specs: list[LeafSpec], rebuild: Callable) -> Lowered:
+    def _lower_specs(self, specs: list[LeafSpec], rebuild: Callable,
+                     aliases: tuple = ()) -> Lowered:
         stats: dict[str, float] = {}
         start = time.perf_counter()
         before = _global_random_states()
-        traced = trace(self.fn, specs, rebuild, getattr(self.fn, "__name__", "fn"))
+        same = {j: i for i, j, kind in aliases if kind == "same"}
+        traced = trace(self.fn, specs, rebuild, getattr(self.fn, "__name__", "fn"), same_as=same)
+        _refuse_overlapping_writes(traced, aliases, self.__name__)
         stats["trace"] = time.perf_counter() - start
         if not self._random_warned and _global_random_states() != before:
             self._random_warned = True
@@ -490,6 +501,55 @@ def _definition_site(fn: Callable) -> str:
     return f"defined at {os.path.basename(code.co_filename)}:{code.co_firstlineno}"
 
 
+def _owner(array: np.ndarray) -> int:
+    base = array
+    while isinstance(base.base, np.ndarray):
+        base = base.base
+    return id(base if base.base is None else base.base)
+
+
+def _may_alias(args: Sequence) -> bool:
+    """Whether two array arguments may share memory (one owner); cheap, for the hit path."""
+    owners = [_owner(a) for a in args if a.__class__ is np.ndarray]
+    return len(owners) > 1 and len(set(owners)) < len(owners)
+
+
+def alias_pattern(leaves: Sequence) -> tuple:
+    """(i, j, "same" | "overlap") for array leaves i < j that share memory: "same" where leaf j
+    is the very same view as leaf i (f(a, a)), "overlap" where they overlap otherwise."""
+    groups: dict[int, list[int]] = {}
+    for n, leaf in enumerate(leaves):
+        if isinstance(leaf, np.ndarray):
+            groups.setdefault(_owner(leaf), []).append(n)
+    pattern = []
+    for members in groups.values():
+        first_same: dict[int, int] = {}
+        for a_pos, i in enumerate(members):
+            for j in members[a_pos + 1:]:
+                if j in first_same:
+                    continue
+                x, y = leaves[i], leaves[j]
+                if (x.__array_interface__["data"][0] == y.__array_interface__["data"][0]
+                        and x.shape == y.shape and x.strides == y.strides
+                        and x.dtype == y.dtype):
+                    first_same[j] = i
+                    pattern.append((i, j, "same"))
+                elif np.shares_memory(x, y):
+                    pattern.append((i, j, "overlap"))
+    return tuple(sorted(pattern))
+
+
+def _refuse_overlapping_writes(traced: TracedFunction, aliases: tuple, name: str) -> None:
+    written = {leaf for leaf, _ in traced.writebacks}
+    for i, j, kind in aliases:
+        if kind == "overlap" and (i in written or j in written):
+            raise ArgumentError(
+                f"{name}(): argument leaves {i} and {j} overlap in memory (views of one array, "
+                f"like f(a, a[1:])) and the function writes into leaf {i if i in written else j}; "
+                "graphjit would not reproduce NumPy's result there. Pass a copy of one of them "
+                "(f(a, a[1:].copy()))")
+
+
 def _contains_tracer(args: tuple, kwargs: dict) -> bool:
     leaves, _ = flatten((args, kwargs))
     return any(isinstance(leaf, Tracer) for leaf in leaves)
@@ -591,7 +651,7 @@ def _leaf_key(leaf: Any, n: int, name: str, target: str = "cpu") -> Any:
     if kind in _SCALAR_TYPES:
         return kind
     if isinstance(leaf, np.generic):
-        return ((), leaf.dtype)
+        return ((), leaf.dtype)   # one specialisation with 0-d arrays; never written back
     if isinstance(leaf, np.ndarray):
         return (leaf.shape, leaf.dtype)
     if hasattr(leaf, "__cuda_array_interface__") or hasattr(leaf, "copy_to_host"):

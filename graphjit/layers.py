@@ -434,6 +434,28 @@ class Layer:
             self.add_loss(self.activity_regularizer(outputs))
         return outputs
 
+    # -------------------------------------------------------------- the Functional graph
+    def _record_symbolic_call(self, inputs: Any, outputs: Any) -> None:
+        self._symbolic_call = (inputs, outputs)
+
+    def _last_call(self, what: str) -> tuple[Any, Any]:
+        call = self.__dict__.get("_symbolic_call")
+        if call is None:
+            raise GraphjitError(f"layer {self.name!r} has no {what}: it has never been called "
+                                "on Input tensors (layers.Input) or added to a built model")
+        return call
+
+    @property
+    def input(self) -> Any:
+        """The Input-derived tensor(s) the layer was last called on (Keras' `layer.input`)."""
+        return self._last_call("input")[0]
+
+    @property
+    def output(self) -> Any:
+        """The tensor(s) its last call on Input tensors made: `Model(model.input,
+        model.get_layer("features").output)` extracts features, sharing the weights."""
+        return self._last_call("output")[1]
+
     def ensure_built(self, input_shape: Any) -> None:
         if not self.built:
             self.input_shape = input_shape
@@ -490,8 +512,10 @@ class SymbolicTensor:
         except Exception as exc:
             raise GraphjitError(f"layer {layer.name!r} ({type(layer).__name__}) failed on inputs "
                                 f"of shape {[t.shape for t in tensors]}: {exc}") from exc
-        return SymbolicTensor((None, *out.shape[1:]), out.dtype, layer, tensors,
-                              list_input=isinstance(inputs, (list, tuple)))
+        tensor = SymbolicTensor((None, *out.shape[1:]), out.dtype, layer, tensors,
+                                list_input=isinstance(inputs, (list, tuple)))
+        layer._record_symbolic_call(inputs, tensor)
+        return tensor
 
     def __repr__(self) -> str:
         return f"<SymbolicTensor {self.name} shape={self.shape} dtype={self.dtype}>"

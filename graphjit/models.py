@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from graphjit.compiler.dtypes import is_supported
 from graphjit.compiler.errors import GraphjitError
 
 from . import data as data_module
@@ -128,6 +129,17 @@ class Model:
     @property
     def output_names(self) -> list[str]:
         return [t.layer.name if t.layer is not None else t.name for t in self.outputs]
+
+    @property
+    def input(self) -> Any:
+        """The model's Input tensor (a list for several), as Keras' `model.input`."""
+        self._ensure_built()
+        return self.inputs[0] if len(self.inputs) == 1 else list(self.inputs)
+
+    @property
+    def output(self) -> Any:
+        self._ensure_built()
+        return self.outputs[0] if self._single_output else list(self.outputs)
 
     def get_layer(self, name: str) -> Layer:
         for layer in self.layers:
@@ -377,11 +389,22 @@ class Model:
         loss_and_grads = gj_jit(transforms.value_and_grad(objective, has_aux=True),
                                 target="reference")
 
-        def train_step(params, opt_state, state, xs, ys, key, sample_weights=None):
+        # train = gradients then apply_gradients; data-parallel training (graphjit.distribute)
+        # runs the two halves on each replica with an allreduce of the gradients between them
+        def gradients_step(params, state, xs, ys, key, sample_weights=None):
             (loss, (new_state, sums)), grads = loss_and_grads(params, state, xs, ys, key,
                                                               sample_weights)
+            return grads, new_state, loss, sums
+
+        def apply_gradients_step(params, opt_state, grads):
             params, opt_state = optimizer.update(params, grads, opt_state)
-            return self._constrained(params), opt_state, new_state, loss, sums
+            return self._constrained(params), opt_state
+
+        def train_step(params, opt_state, state, xs, ys, key, sample_weights=None):
+            grads, new_state, loss, sums = gradients_step(params, state, xs, ys, key,
+                                                          sample_weights)
+            params, opt_state = apply_gradients_step(params, opt_state, grads)
+            return params, opt_state, new_state, loss, sums
 
         def eval_step(params, state, xs, ys, sample_weights=None):
             outputs, _, added = self.apply(params, state, xs, training=False,
@@ -396,7 +419,8 @@ class Model:
             outputs, _ = self.apply(params, state, xs, training=False)
             return outputs
 
-        return {"train": train_step, "eval": eval_step, "predict": predict_step}
+        return {"train": train_step, "eval": eval_step, "predict": predict_step,
+                "gradients": gradients_step, "apply_gradients": apply_gradients_step}
 
     def _regularization_losses(self, trainable: Tree) -> list:
         """Every layer's weight penalties (frozen layers' with their own, constant, weights)."""
@@ -577,9 +601,11 @@ class Model:
             initial_epoch: int = 0, steps_per_epoch: int | None = None,
             validation_steps: int | None = None, validation_batch_size: int | None = None,
             validation_freq: int | Sequence[int] = 1, *, jit: bool | None = None,
-            seed: int | None = None) -> Any:
+            seed: int | None = None, distribute: Any = None) -> Any:
         """Train for `epochs` (Keras' signature and defaults); every step is one compiled graph
         (or eager with `jit=False`). `seed` fixes the shuffling and the Dropout keys.
+        `distribute`: a data-parallel strategy (`gj.distribute.DaskDataParallel(client)`) whose
+        replicas each run the step on a shard of every batch, gradients averaged between them.
         Returns the `History` callback (also `model.history`)."""
         from . import callbacks as callbacks_module
 
@@ -610,9 +636,13 @@ class Model:
                                             add_progbar=verbose != 0, model=self,
                                             verbose=verbose, epochs=epochs, steps=train.steps)
         self.stop_training = False
-        run = _TrainingRun(self, use_jit, seed)
+        run = _TrainingRun(self, use_jit, seed, distribute)
         logs: dict[str, float] = {}
+        self.__dict__.pop("_resume_epoch", None)
         cbs.on_train_begin()
+        # BackupAndRestore resumes after the last epoch it backed up
+        initial_epoch = self.__dict__.pop("_resume_epoch", initial_epoch)
+        run.reload()  # on_train_begin may have restored weights and optimizer state
         try:
             for epoch in range(initial_epoch, epochs):
                 run.reload()  # callbacks may have set weights or the learning rate
@@ -873,6 +903,12 @@ class Model:
 
         return saving.model_from_config(config, custom_objects)
 
+    def to_json(self, **kwargs: Any) -> str:
+        """The architecture (no weights) as a JSON string; `model_from_json` rebuilds it."""
+        import json
+
+        return json.dumps(self.get_config(), **kwargs)
+
     # -------------------------------------------------------------- weights on disk
     def _weight_entries(self) -> dict[str, np.ndarray]:
         """Every weight keyed by layer position, layer type, kind and name."""
@@ -888,14 +924,27 @@ class Model:
         return [w for layer in self.layers for w in layer.get_weights()]
 
     def save_weights(self, path: str | os.PathLike) -> None:
-        """Write every weight to an .npz file (keyed by layer position, type and weight name)."""
+        """Write every weight to an .npz file (keyed by layer position, type and weight name),
+        or, for a name ending in `.h5` (`m.weights.h5`), in Keras 3's HDF5 layout (needs
+        h5py), which Keras' own `load_weights` reads."""
         self._ensure_built()
+        if os.fspath(path).endswith(".h5"):
+            from . import saving
+
+            saving.save_keras_weights(self, os.fspath(path))
+            return
         with open(os.fspath(path), "wb") as handle:
             np.savez(handle, **{k: np.asarray(v) for k, v in self._weight_entries().items()})
 
     def load_weights(self, path: str | os.PathLike) -> None:
-        """Read weights written by `save_weights` into a model of the same architecture."""
+        """Read weights written by `save_weights` into a model of the same architecture; also
+        Keras 3's `.weights.h5` files and the weights of a `.keras` archive (Keras' or ours),
+        wherever the shapes agree (h5 needs h5py)."""
         self._ensure_built()
+        name = os.fspath(path) if isinstance(path, (str, os.PathLike)) else None
+        if name is not None and (name.endswith(".h5") or name.endswith(".keras")):
+            self._load_foreign_weights(name)
+            return
         saved = read_npz(path, "weights file")
         expected = self._weight_entries()
         problems = _weight_mismatches(saved, expected)
@@ -910,6 +959,20 @@ class Model:
                     key = f"{prefix}{kind}/{name}"
                     weights[name] = saved[key].astype(expected[key].dtype)
         self._opt_state = None
+
+    def _load_foreign_weights(self, path: str) -> None:
+        import io
+
+        from . import saving
+
+        if path.endswith(".h5"):
+            saving.load_keras_weights(self, path, path)
+            return
+        files = saving._read_weights_of_archive(path)
+        if "model.weights.npz" in files:  # written by graphjit's model.save
+            saving.load_archive_weights(self, files, path)
+        else:  # a Keras archive
+            saving.load_keras_weights(self, io.BytesIO(files["model.weights.h5"]), path)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} layers={len(self.layers)}>"
@@ -992,9 +1055,10 @@ WEIGHT_SUM = "__weight_sum__/"  # per-batch sums of sample weights, for weighted
 class _TrainingRun:
     """The loop state of one `fit`: weights, optimizer state, random key and batch order."""
 
-    def __init__(self, model: Model, use_jit: bool, seed: int | None):
+    def __init__(self, model: Model, use_jit: bool, seed: int | None, distribute: Any = None):
         self.model = model
-        self.step = model.make_train_function(use_jit)
+        self.step = (model.make_train_function(use_jit) if distribute is None
+                     else distribute.train_function(model, use_jit))
         self.rng = np.random.default_rng(seed)
         self.key = model._initial_key(self.rng)
         self.params = self.state = self.opt_state = None
@@ -1197,6 +1261,8 @@ def _as_input_array(value: Any, tensor: SymbolicTensor, what: str,
                             f"shape {_describe_shape(expected)}, got {what} of shape "
                             f"{array.shape}{hint}")
     dtype = tensor.dtype
+    if not is_supported(dtype):  # Input(dtype="uint8"): the step takes the compiled form
+        dtype = np.dtype(np.bool_) if dtype.kind == "b" else _model_dtype(dtype)
     target = dtype if dtype.kind == "f" or array.dtype.kind == dtype.kind else \
         _model_dtype(array.dtype)
     if dtype.kind in "iu" and array.dtype.kind == "f":
@@ -1229,8 +1295,9 @@ def _check_target(y: np.ndarray, output: SymbolicTensor, loss: losses_module.Los
             f"{loss.name!r})"
     if isinstance(loss, losses_module.SparseCategoricalCrossentropy):
         classes = out[-1] if out else None
+        # Keras takes (batch, ...) ids, or (batch, ..., 1): a trailing axis of one is dropped
         sparse = _shapes_match(y.shape[1:], out[:-1]) or (
-            _shapes_match(y.shape[1:], out) and y.shape[-1] == 1 and classes != 1)
+            _shapes_match(y.shape[1:], (*out[:-1], 1)) and classes != 1)
         if not sparse:
             if _shapes_match(y.shape[1:], out):
                 raise GraphjitError(f"{where} look one-hot (shape {y.shape}): the sparse loss "
@@ -1328,6 +1395,28 @@ def read_npz(path: str | os.PathLike, what: str) -> dict[str, np.ndarray]:
         raise GraphjitError(f"{name!r} is a damaged {what}: {exc}") from None
 
 
+def model_from_json(json_string: str, custom_objects: dict | None = None) -> Model:
+    """The architecture `model.to_json()` wrote, with freshly initialised weights."""
+    import json
+
+    from . import saving
+
+    try:
+        config = json.loads(json_string)
+    except (TypeError, ValueError) as exc:
+        raise saving.SavingError(f"model_from_json needs the JSON of model.to_json(): {exc}") \
+            from None
+    return saving.model_from_config(config, custom_objects)
+
+
+def clone_model(model: Model, custom_objects: dict | None = None) -> Model:
+    """A model of the same architecture with new layers and freshly initialised weights (Keras'
+    `clone_model`); copy the weights with `clone.set_weights(model.get_weights())`."""
+    from . import saving
+
+    return saving.model_from_config(model.get_config(), custom_objects)
+
+
 def load_model(filepath: str | os.PathLike, custom_objects: dict | None = None,
                compile: bool = True) -> Model:
     """Load a model written by `model.save` (architecture, weights, optimizer state)."""
@@ -1336,4 +1425,4 @@ def load_model(filepath: str | os.PathLike, custom_objects: dict | None = None,
     return saving.load_model(filepath, custom_objects=custom_objects, compile=compile)
 
 
-__all__ = ["Model", "Sequential", "History", "load_model"]
+__all__ = ["Model", "Sequential", "History", "load_model", "model_from_json", "clone_model"]

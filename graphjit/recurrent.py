@@ -50,15 +50,19 @@ class _StateSelector(Layer):
         return inputs[self.index]
 
 
-def _symbolic_outputs(layer: Layer, inputs: SymbolicTensor) -> list[SymbolicTensor]:
+def _symbolic_outputs(layer: Layer, inputs: Any) -> list[SymbolicTensor]:
     """Record a call returning several tensors: one node for the layer (its value the list of
-    outputs) and one selector node per output."""
-    probe = np.zeros((1, *inputs.shape[1:]), inputs.dtype)
-    outputs = layer(probe)
-    whole = SymbolicTensor((None, *outputs[0].shape[1:]), outputs[0].dtype, layer, [inputs])
-    return [SymbolicTensor((None, *out.shape[1:]), out.dtype,
-                           _StateSelector(i, name=f"{layer.name}_output_{i}"), [whole])
-            for i, out in enumerate(outputs)]
+    outputs) and one selector node per output. `inputs` is a tensor, or [sequence, *states]."""
+    tensors = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+    probes = [np.zeros((1, *t.shape[1:]), t.dtype) for t in tensors]
+    outputs = layer(probes if len(tensors) > 1 else probes[0])
+    whole = SymbolicTensor((None, *outputs[0].shape[1:]), outputs[0].dtype, layer, tensors,
+                           list_input=len(tensors) > 1)
+    selected = [SymbolicTensor((None, *out.shape[1:]), out.dtype,
+                               _StateSelector(i, name=f"{layer.name}_output_{i}"), [whole])
+                for i, out in enumerate(outputs)]
+    layer._record_symbolic_call(inputs, selected)
+    return selected
 
 
 class RNN(Layer):
@@ -113,6 +117,8 @@ class RNN(Layer):
         return self.initializers[2]
 
     def build(self, input_shape):
+        if isinstance(input_shape, list):  # [sequence, *initial states]
+            input_shape = input_shape[0]
         check_rank(self, input_shape, 3, "(batch, timesteps, features)")
         width = self.gates * self.units
         kernel_init, recurrent_init, _ = self.initializers
@@ -123,8 +129,12 @@ class RNN(Layer):
             self.add_weight("bias", self._bias_shape(), self._bias_initializer())
 
     # -------------------------------------------------------------- calling
-    def __call__(self, inputs, training=False, **kwargs):
-        if self.return_state and isinstance(inputs, SymbolicTensor):
+    def __call__(self, inputs, initial_state=None, training=False, **kwargs):
+        """`layer(sequences, initial_state=[h(, c)])` as in Keras; the states travel with the
+        sequence as one list input, `layer([sequences, *states])` (Keras 2's form, and how a
+        model records and reloads the call)."""
+        inputs = _with_initial_state(self, inputs, initial_state, self.state_count)
+        if self.return_state and _any_symbolic(inputs):
             return _symbolic_outputs(self, inputs)
         return super().__call__(inputs, training=training, **kwargs)
 
@@ -142,8 +152,10 @@ class RNN(Layer):
         raise NotImplementedError
 
     def call(self, inputs, training=False):
-        x = inputs
+        x, initial = (inputs[0], list(inputs[1:])) if isinstance(inputs, list) else (inputs, [])
         mask = getattr(self, "input_mask", None)
+        if isinstance(mask, list):  # masks of [sequence, *states]: the sequence's counts
+            mask = mask[0]
         n, steps = x.shape[0], x.shape[1]
         if steps is None or steps < 1:
             raise GraphjitError(f"{type(self).__name__} {self.name!r} needs at least one "
@@ -163,6 +175,12 @@ class RNN(Layer):
             x = x * input_scale[:, None, :]
         projected = self._input_projection(x)
         states = [np.zeros((n, self.units), dtype) for _ in range(self.state_count)]
+        for i, state in enumerate(initial):
+            if tuple(state.shape) != (n, self.units):
+                raise GraphjitError(f"{type(self).__name__} {self.name!r}: initial state {i} "
+                                    f"must have shape (batch, units) = ({n}, {self.units}), "
+                                    f"got {tuple(state.shape)}")
+            states[i] = state.astype(dtype) if state.dtype != dtype else state
         output = np.zeros((n, self.units), dtype)
         outputs = []
         order = range(steps - 1, -1, -1) if self.go_backwards else range(steps)
@@ -182,6 +200,8 @@ class RNN(Layer):
         return result
 
     def compute_mask(self, inputs, mask):
+        if isinstance(mask, list):
+            mask = mask[0]
         if not self.return_sequences or mask is None:
             return [None] * (1 + self.state_count) if self.return_state else None
         if self.go_backwards:
@@ -347,18 +367,29 @@ class Bidirectional(Layer):
     def _prefixes(self) -> tuple[str, str]:
         return f"{self.forward_layer.name}/", f"{self.backward_layer.name}/"
 
-    def __call__(self, inputs, training=False, **kwargs):
-        if self.return_state and isinstance(inputs, SymbolicTensor):
+    def __call__(self, inputs, initial_state=None, training=False, **kwargs):
+        """`initial_state`: the forward layer's states, then the backward layer's (Keras)."""
+        inputs = _with_initial_state(self, inputs, initial_state,
+                                     2 * self.forward_layer.state_count)
+        if self.return_state and _any_symbolic(inputs):
             return _symbolic_outputs(self, inputs)
         return super().__call__(inputs, training=training, **kwargs)
 
     def build(self, input_shape):
+        if isinstance(input_shape, list):
+            input_shape = input_shape[0]
         for sub, prefix in zip((self.forward_layer, self.backward_layer), self._prefixes()):
             sub.ensure_built(input_shape)
             adopt_weights(self, sub, prefix)
 
     def call(self, inputs, training=False):
         mask = getattr(self, "input_mask", None)
+        if isinstance(mask, list):
+            mask = mask[0]
+        sub_inputs = [inputs, inputs]
+        if isinstance(inputs, list):  # [sequence, *forward states, *backward states]
+            half = self.forward_layer.state_count
+            sub_inputs = [[inputs[0], *inputs[1:1 + half]], [inputs[0], *inputs[1 + half:]]]
         keys = [None, None]
         if training and self.uses_rng:
             from graphjit import random
@@ -366,12 +397,12 @@ class Bidirectional(Layer):
             pair = random.split(self.random_key())
             keys = [pair[0], pair[1]]
         results = []
-        for sub, prefix, key in zip((self.forward_layer, self.backward_layer), self._prefixes(),
-                                    keys):
+        for sub, prefix, key, sub_input in zip((self.forward_layer, self.backward_layer),
+                                               self._prefixes(), keys, sub_inputs):
             saved = self._key
             self._key = key
             try:
-                results.append(run_sublayer(self, sub, prefix, inputs, training, mask))
+                results.append(run_sublayer(self, sub, prefix, sub_input, training, mask))
             finally:
                 self._key = saved
         forward, backward = results
@@ -399,6 +430,8 @@ class Bidirectional(Layer):
         return [forward, backward]
 
     def compute_mask(self, inputs, mask):
+        if isinstance(mask, list) and isinstance(inputs, list):
+            mask = mask[0]
         output_mask = mask if self.return_sequences else None
         if self.merge_mode is None:
             output_mask = [output_mask, output_mask]
@@ -451,6 +484,31 @@ class TimeDistributed(Layer):
         flat = inputs.reshape(n * steps, *inputs.shape[2:])
         out = run_sublayer(self, self.layer, "", flat, training)
         return out.reshape(n, steps, *out.shape[1:])
+
+
+def _any_symbolic(inputs: Any) -> bool:
+    items = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+    return any(isinstance(item, SymbolicTensor) for item in items)
+
+
+def _with_initial_state(layer: Layer, inputs: Any, initial_state: Any, count: int) -> Any:
+    """The call's input: the sequence alone, or the list [sequence, *initial states]."""
+    if initial_state is not None:
+        if isinstance(inputs, (list, tuple)):
+            raise GraphjitError(f"{type(layer).__name__} {layer.name!r}: pass the initial "
+                                "states either in the input list or as initial_state=, not both")
+        states = list(initial_state) if isinstance(initial_state, (list, tuple)) else \
+            [initial_state]
+        inputs = [inputs, *states]
+    if isinstance(inputs, (list, tuple)):
+        inputs = list(inputs)
+        if len(inputs) == 1:
+            return inputs[0]
+        if len(inputs) - 1 != count:
+            raise GraphjitError(f"{type(layer).__name__} {layer.name!r} takes {count} initial "
+                                f"state{'s' if count != 1 else ''} (each (batch, units)), got "
+                                f"{len(inputs) - 1}")
+    return inputs
 
 
 def _inner_config(layer: Layer, prefix: str) -> dict[str, Any]:

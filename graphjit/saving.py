@@ -268,9 +268,20 @@ def model_from_config(config: dict[str, Any], custom_objects: dict | None = None
     def resolve(ref: list) -> Any:
         return inputs[ref[1]] if ref[0] == "input" else tensors[ref[1]]
 
+    # A layer with several outputs (an RNN with return_state=True) records one node for itself
+    # and one selector node per output; called again here it makes fresh selectors, which stand
+    # in for the saved ones (same names) when their nodes come up.
+    made_by_call: dict[str, Any] = {}
     for node in body["nodes"]:
+        if node["layer"] in made_by_call:
+            tensors.append(made_by_call.pop(node["layer"]))
+            continue
         args = [resolve(r) for r in node["inputs"]]
-        tensors.append(by_name[node["layer"]](args if node["list_input"] else args[0]))
+        result = by_name[node["layer"]](args if node["list_input"] else args[0])
+        if isinstance(result, list):
+            made_by_call.update({t.layer.name: t for t in result})
+            result = result[0].inputs[0]  # the node of the layer itself
+        tensors.append(result)
     outputs = [resolve(r) for r in body["outputs"]]
     return Model(inputs, outputs[0] if body["single_output"] else outputs, name=body["name"])
 
@@ -430,7 +441,9 @@ def optimizer_state_from(entries: dict[str, np.ndarray]) -> Any:
         return None
     state: dict[str, Any] = {}
     for key, value in entries.items():
-        parts = key.split("/")
+        # slot/layer name/weight name, where a weight name may hold "/" itself (the weights
+        # of wrapped layers: Bidirectional's forward_lstm/kernel)
+        parts = key.split("/", 2)
         if len(parts) == 1:
             state[key] = value
         elif len(parts) == 3:
@@ -438,6 +451,179 @@ def optimizer_state_from(entries: dict[str, np.ndarray]) -> Any:
         else:
             raise SavingError(f"unexpected optimizer state entry {key!r}")
     return state
+
+
+def _positions(model: Any) -> dict[str, str]:
+    """Layer name -> its position ("000", "001"...): a backup is keyed by position, so it loads
+    into an identically built model whose automatic layer names differ."""
+    return {layer.name: f"{index:03d}" for index, layer in enumerate(model.layers)}
+
+
+def _rename_layers(entries: dict[str, np.ndarray], names: dict[str, str],
+                   layer_part: int) -> dict[str, np.ndarray]:
+    renamed = {}
+    for key, value in entries.items():
+        parts = key.split("/", layer_part + 1)
+        if len(parts) > layer_part + 1:
+            parts[layer_part] = names.get(parts[layer_part], parts[layer_part])
+        renamed["/".join(parts)] = value
+    return renamed
+
+
+def save_training_state(model: Any, path: str) -> None:
+    """The weights and the optimizer state in one .npz (BackupAndRestore), written atomically."""
+    positions = _positions(model)
+    arrays = {f"weights/{k}": v for k, v in
+              _rename_layers(weight_entries(model), positions, 0).items()}
+    arrays.update({f"optimizer/{k}": v for k, v in _rename_layers(
+        optimizer_entries(model._opt_state), positions, 1).items()})
+    temporary = path + ".tmp"
+    with open(temporary, "wb") as handle:
+        handle.write(_npz_bytes(arrays))
+    os.replace(temporary, path)
+
+
+def restore_training_state(model: Any, path: str) -> None:
+    with open(path, "rb") as handle:
+        arrays = _read_npz_bytes(handle.read(), "backup", path)
+    names = {position: name for name, position in _positions(model).items()}
+    weights = {k.removeprefix("weights/"): v for k, v in arrays.items() if k.startswith("weights/")}
+    set_weight_entries(model, _rename_layers(weights, names, 0), path)
+    optimizer = {k.removeprefix("optimizer/"): v for k, v in arrays.items()
+                 if k.startswith("optimizer/")}
+    model._opt_state = optimizer_state_from(_rename_layers(optimizer, names, 1))
+    if model._opt_state is not None and "learning_rate" in model._opt_state:
+        model.optimizer.learning_rate = float(model._opt_state["learning_rate"])
+
+
+# ---------------------------------------------------------------- Keras' .weights.h5 layout
+# Keras 3 stores a Sequential/Functional model's weights as HDF5 groups
+# `layers/<snake_case class name>[_<n>]/.../vars/<i>`: layers are numbered per class in
+# `model.layers` order (names are not used: they differ between two builds of one model), `i`
+# runs over a layer's own variables in `get_weights()` order, and sub-layers nest under the
+# attribute that holds them (an RNN's `cell`, Bidirectional's `forward_layer`/`backward_layer`,
+# TimeDistributed's `layer`, MultiHeadAttention's `_query_dense`...). h5py is an optional
+# dependency (`pip install 'graphjit[h5]'`), imported only here.
+
+
+def _h5py() -> Any:
+    try:
+        import h5py
+    except ImportError:
+        raise SavingError("reading or writing Keras .weights.h5 files needs h5py: pip install "
+                          "'graphjit[h5]' (or pip install h5py)") from None
+    return h5py
+
+
+def _keras_groups(layer: Any) -> list[tuple[str, list[tuple[str, str]]]]:
+    """(sub-path under the layer's group, [(kind, weight name)] in Keras' variable order)."""
+    from . import recurrent
+
+    def own(table_owner: Any, prefix: str = "") -> list[tuple[str, str]]:
+        return [("params", prefix + k) for k in table_owner.params] + \
+            [("state", prefix + k) for k in table_owner.state]
+
+    if isinstance(layer, recurrent.RNN):
+        return [("cell", own(layer))]
+    if isinstance(layer, recurrent.Bidirectional):
+        groups = []
+        for attribute, sub in (("forward_layer", layer.forward_layer),
+                               ("backward_layer", layer.backward_layer)):
+            prefix = f"{sub.name}/"
+            for path, names in _keras_groups(sub):
+                groups.append((f"{attribute}/{path}".rstrip("/"),
+                               [(kind, prefix + name) for kind, name in names]))
+        return groups
+    if isinstance(layer, recurrent.TimeDistributed):
+        return [(f"layer/{path}".rstrip("/"), names) for path, names in _keras_groups(layer.layer)]
+    if type(layer).__name__ == "MultiHeadAttention":
+        parts = (("_query_dense", "query"), ("_key_dense", "key"), ("_value_dense", "value"),
+                 ("_output_dense", "attention_output"))
+        return [(attribute, [("params", f"{part}/{w}") for w in ("kernel", "bias")
+                             if f"{part}/{w}" in layer.params]) for attribute, part in parts]
+    return [("", own(layer))]
+
+
+def _keras_layer_paths(model: Any) -> list[tuple[Any, str]]:
+    counts: dict[str, int] = {}
+    paths = []
+    for layer in model.layers:
+        name = layers_module._snake_case(type(layer).__name__)
+        index = counts.get(name, -1) + 1
+        counts[name] = index
+        paths.append((layer, f"layers/{name}" + (f"_{index}" if index else "")))
+    return paths
+
+
+def _fits(saved_shape: tuple, expected_shape: tuple) -> bool:
+    """Equal shapes, or equal up to axes of size one (Keras' Normalization keeps (3,) where
+    graphjit keeps the broadcastable (1, 3))."""
+    return saved_shape == expected_shape or (
+        tuple(d for d in saved_shape if d != 1) == tuple(d for d in expected_shape if d != 1))
+
+
+def load_keras_weights(model: Any, source: Any, path: str) -> None:
+    """Set every weight from a Keras 3 `.weights.h5` file (or the `model.weights.h5` inside a
+    Keras `.keras` archive, given as a file object); all checked before anything changes."""
+    h5py = _h5py()
+    try:
+        handle = h5py.File(source, "r")
+    except OSError as exc:
+        raise SavingError(f"{path!r} is not an HDF5 weights file ({exc})") from None
+    updates: list[tuple[dict, str, np.ndarray]] = []
+    problems: list[str] = []
+    with handle:
+        if "layers" not in handle and "_layer_checkpoint_dependencies" in handle:
+            root = "_layer_checkpoint_dependencies"  # files written by Keras 2.13
+        else:
+            root = "layers"
+        for layer, layer_path in _keras_layer_paths(model):
+            layer_path = layer_path.replace("layers", root, 1)
+            for sub_path, names in _keras_groups(layer):
+                if not names:
+                    continue
+                group_path = f"{layer_path}/{sub_path}/vars" if sub_path else f"{layer_path}/vars"
+                group = handle.get(group_path)
+                if group is None or len(group) != len(names):
+                    found = 0 if group is None else len(group)
+                    problems.append(f"layer {layer.name!r} ({type(layer).__name__}): {group_path} "
+                                    f"holds {found} weights, this layer has {len(names)}")
+                    continue
+                for index, (kind, name) in enumerate(names):
+                    table = getattr(layer, kind)
+                    value = np.asarray(group[str(index)])
+                    expected = np.shape(table[name])
+                    if not _fits(value.shape, expected):
+                        problems.append(f"layer {layer.name!r} weight {name!r}: the file has "
+                                        f"shape {value.shape}, this layer {expected}")
+                        continue
+                    updates.append((table, name, value.reshape(expected).astype(
+                        np.asarray(table[name]).dtype)))
+    if problems:
+        raise SavingError(f"cannot load the Keras weights of {path!r} into model "
+                          f"{model.name!r}: the architectures differ:\n  " +
+                          "\n  ".join(problems[:10]))
+    for table, name, value in updates:
+        table[name] = value
+
+
+def save_keras_weights(model: Any, path: str) -> None:
+    """Write every weight in Keras 3's `.weights.h5` layout (readable by Keras'
+    `model.load_weights` for the same architecture)."""
+    h5py = _h5py()
+    temporary = path + ".tmp"
+    with h5py.File(temporary, "w") as handle:
+        handle.create_group("vars")
+        for layer, layer_path in _keras_layer_paths(model):
+            handle.create_group(layer_path).create_group("vars")
+            for sub_path, names in _keras_groups(layer):
+                if not sub_path:
+                    group = handle[f"{layer_path}/vars"]
+                else:
+                    group = handle.require_group(f"{layer_path}/{sub_path}").require_group("vars")
+                for index, (kind, name) in enumerate(names):
+                    group[str(index)] = np.asarray(getattr(layer, kind)[name])
+    os.replace(temporary, path)
 
 
 # ---------------------------------------------------------------- save / load
@@ -485,6 +671,43 @@ def _read_archive(path: str) -> dict[str, bytes]:
     except (zipfile.BadZipFile, EOFError, OSError) as exc:
         raise SavingError(f"{path!r} is not a saved model archive (or it is damaged): "
                           f"{exc}") from None
+
+
+def _read_weights_of_archive(path: str) -> dict[str, bytes]:
+    """The weights file of a `.keras` zip: graphjit's model.weights.npz or Keras'
+    model.weights.h5."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            for name in ("model.weights.npz", "model.weights.h5"):
+                if name in names:
+                    files = {name: archive.read(name)}
+                    if "config.json" in names:
+                        files["config.json"] = archive.read("config.json")
+                    return files
+    except FileNotFoundError:
+        raise SavingError(f"no saved model at {path!r}") from None
+    except (zipfile.BadZipFile, EOFError, OSError) as exc:
+        raise SavingError(f"{path!r} is not a .keras archive (or it is damaged): {exc}") \
+            from None
+    raise SavingError(f"{path!r} is a zip archive without model weights (model.weights.npz "
+                      "or model.weights.h5)")
+
+
+def load_archive_weights(model: Any, files: dict[str, bytes], path: str) -> None:
+    """The weights of one of our archives into `model`, matching layers by position (as Keras'
+    `load_weights` does), so a second build of the same architecture, whose automatic layer
+    names differ, takes them."""
+    saved = _read_npz_bytes(files["model.weights.npz"], "weights", path)
+    try:
+        records = json.loads(files.get("config.json", b"{}"))["model"]["config"]["layers"]
+        saved_names = [record["config"]["name"] for record in records]
+    except (ValueError, KeyError, TypeError):
+        saved_names = []
+    if len(saved_names) == len(model.layers):
+        current = {old: layer.name for old, layer in zip(saved_names, model.layers)}
+        saved = _rename_layers(saved, current, 0)
+    set_weight_entries(model, saved, path)
 
 
 def load_model(filepath: str | os.PathLike, custom_objects: dict | None = None,

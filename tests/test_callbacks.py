@@ -218,3 +218,32 @@ def test_unused_batch_logs_are_never_read_back():
 
     model.fit(x, y, batch_size=8, verbose=0, callbacks=[Counting()])
     assert reads == ["_LazyLogs"] * 4  # handed over lazily; nothing forced a host read
+
+
+def test_backup_and_restore_resumes_an_interrupted_fit_exactly(tmp_path):
+    backup = tmp_path / "backup"
+    uninterrupted, x, y = model_and_data(optimizer=optimizers.Adam(0.02))
+    uninterrupted.fit(x, y, batch_size=8, epochs=4, shuffle=False, verbose=0)
+
+    class Interrupt(Exception):
+        pass
+
+    def crash(epoch, logs):
+        if epoch == 1:
+            raise Interrupt
+
+    model, _, _ = model_and_data(optimizer=optimizers.Adam(0.02))
+    with pytest.raises(Interrupt):
+        model.fit(x, y, batch_size=8, epochs=4, shuffle=False, verbose=0, callbacks=[
+            callbacks.BackupAndRestore(backup), callbacks.LambdaCallback(on_epoch_begin=crash)])
+    assert (backup / "latest.npz").exists()  # epoch 0 finished and was backed up
+    fresh, _, _ = model_and_data(optimizer=optimizers.Adam(0.02), seed=5)  # a new process' model
+    history = fresh.fit(x, y, batch_size=8, epochs=4, shuffle=False, verbose=0,
+                        callbacks=[callbacks.BackupAndRestore(backup)])
+    assert history.epoch == [1, 2, 3]
+    for got, want in zip(fresh.get_weights(), uninterrupted.get_weights()):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(fresh._opt_state["step"], uninterrupted._opt_state["step"])
+    assert not backup.exists(), "a completed fit deletes its backup"
+    with pytest.raises(gj.GraphjitError, match="save_freq"):
+        callbacks.BackupAndRestore(backup, save_freq=10)

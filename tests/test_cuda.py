@@ -18,7 +18,7 @@ from graphjit.compiler.kernel import (
     Access, Buffer, BufferKind, HostKernel, Instr, Level, LoopKernel, MatmulKernel, Program,
     Operand, Store,
 )
-from graphjit.compiler.ops import ELEMENTWISE, OPS, Op
+from graphjit.compiler.ops import LOOP_ELEMENTWISE, OPS, Op
 from workloads import gelu, layernorm, mlp, softmax
 
 cuda_backend = pytest.importorskip("graphjit.runtime.cuda")
@@ -122,9 +122,9 @@ def values_for(dtype: np.dtype, rng: np.random.Generator, n: int) -> np.ndarray:
     return rng.integers(-7, 8, n).astype(dtype)
 
 
-UNARY_OPS = sorted((o for o in ELEMENTWISE if OPS[o].arity == 1 and o is not Op.CAST),
+UNARY_OPS = sorted((o for o in LOOP_ELEMENTWISE if OPS[o].arity == 1 and o is not Op.CAST),
                    key=lambda o: o.value)
-BINARY_OPS = sorted((o for o in ELEMENTWISE if OPS[o].arity == 2), key=lambda o: o.value)
+BINARY_OPS = sorted((o for o in LOOP_ELEMENTWISE if OPS[o].arity == 2), key=lambda o: o.value)
 
 
 def loop_dtype_ok(o: Op, dtype: np.dtype) -> bool:

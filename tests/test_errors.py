@@ -86,37 +86,40 @@ def test_item_and_tolist_of_traced_values():
     expect_error(item, TracerBoolError, line_of(item, ".item()"), X)
 
 
-def test_storing_into_a_concrete_array():
+def test_storing_into_a_closed_over_array():
+    # arrays made inside the function are traced and writable (tests/test_mutation.py); one made
+    # outside it is not, and the error says what to do
+    out = np.zeros(X.shape, np.float32)
+
     def fn(a):
-        out = np.zeros(a.shape, np.float32)
         out[0] = a[0]
         return out
 
-    expect_error(fn, TracerBoolError, line_of(fn, "out[0] ="), X, hints=("np.zeros_like",))
+    expect_error(fn, TracerBoolError, line_of(fn, "out[0] ="), X, hints=("np.array(table)",))
 
 
 # ---------------------------------------------------------------- unsupported functions
 
 def test_unsupported_numpy_function():
     def fn(a):
-        return np.linalg.inv(a[:3, :3])
+        return np.unique(a[:3, :3])
 
-    expect_error(fn, UnsupportedError, line_of(fn, "inv"), X,
-                 hints=("np.linalg.inv is not supported", "pass the result in as an argument"))
+    expect_error(fn, UnsupportedError, line_of(fn, "unique"), X,
+                 hints=("np.unique is not supported", "pass the result in as an argument"))
 
 
 def test_unsupported_ufunc():
     def fn(a):
-        return np.arccosh(a)
+        return np.matvec(a, a[0])
 
-    expect_error(fn, UnsupportedError, line_of(fn, "arccosh"), X, hints=("np.arccosh",))
+    expect_error(fn, UnsupportedError, line_of(fn, "matvec"), X, hints=("np.matvec",))
 
 
 def test_unsupported_sort():
     def fn(a):
-        return np.sort(a, axis=-1)
+        return np.lexsort(a)
 
-    expect_error(fn, UnsupportedError, line_of(fn, "np.sort"), X, hints=("np.sort",))
+    expect_error(fn, UnsupportedError, line_of(fn, "np.lexsort"), X, hints=("np.lexsort",))
 
 
 def test_unsupported_pad_mode():
@@ -228,9 +231,10 @@ def test_wrong_argument_dtype():
         gj.jit(fn)(X.astype(np.complex64))
     assert f"{THIS_FILE}:{line}" in str(info.value)
     assert ".astype()" in str(info.value)
-    line = line_of(test_wrong_argument_dtype, "gj.jit(fn)(X.astype(np.float16))")
+    line = line_of(test_wrong_argument_dtype, "gj.jit(fn)(X.astype(np.longdouble))")
     with pytest.raises(DTypeError, match=f"{THIS_FILE}:{line}"):
-        gj.jit(fn)(X.astype(np.float16))
+        gj.jit(fn)(X.astype(np.longdouble))
+    np.testing.assert_array_equal(gj.jit(fn)(X.astype(np.float16)), X.astype(np.float16) * 2)
 
 
 def test_wrong_dtype_inside():

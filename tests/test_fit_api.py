@@ -104,6 +104,27 @@ def test_sparse_labels_out_of_range(label):
         model.evaluate(x, y, verbose=0)
 
 
+def test_sparse_labels_with_a_trailing_axis_of_one_train_as_flat_ones():
+    """Keras takes (n, 1) class ids (how CIFAR's labels arrive) for the sparse losses."""
+    x, y = data()
+    results = []
+    for labels in (y, y[:, None], y[:, None].astype(np.float32)):
+        model = compiled(metrics=["accuracy"])
+        history = model.fit(x, labels, batch_size=8, epochs=2, verbose=0, shuffle=False,
+                            class_weight={0: 2.0})
+        results.append((history.history["loss"], model.evaluate(x, labels, verbose=0),
+                        model.get_weights()))
+    for losses_, evaluated, weights in results[1:]:
+        np.testing.assert_allclose(losses_, results[0][0], rtol=1e-6)
+        np.testing.assert_allclose(evaluated, results[0][1], rtol=1e-6)
+        for got, expected in zip(weights, results[0][2]):
+            np.testing.assert_allclose(got, expected, rtol=1e-6)
+    with pytest.raises(gj.GraphjitError, match="out of range"):
+        compiled().fit(x, np.full((40, 1), 4), verbose=0)
+    with pytest.raises(gj.GraphjitError, match=r"integer class ids of shape \(batch,\)"):
+        compiled().fit(x, np.zeros((40, 2), np.int64), verbose=0)
+
+
 def test_target_shapes_against_the_loss():
     model = compiled()
     x, y = data()
@@ -171,6 +192,19 @@ def test_uint8_images_are_cast_for_the_first_layer():
     ids = gj.Sequential([layers.Embedding(5, 2), layers.Flatten(), layers.Dense(1)])
     ids.predict(np.array([[1, 4]], np.uint8), verbose=0)
     assert ids.inputs[0].dtype == np.int64
+
+
+def test_an_input_declared_uint8_takes_uint8_images():
+    """Keras' Input(dtype="uint8") (the compiled step runs on int64, Rescaling casts)."""
+    layers.set_seed(0)
+    model = gj.Sequential([layers.Input((4, 4), dtype=np.uint8), layers.Rescaling(1 / 255),
+                           layers.Flatten(), layers.Dense(3)])
+    images = np.random.default_rng(0).integers(0, 255, (10, 4, 4), dtype=np.uint8)
+    model.compile(loss=SPARSE_LOGITS)
+    model.fit(images, np.arange(10) % 3, verbose=0)
+    dense = model.layers[-1].params
+    expected = (images.reshape(10, 16) / np.float32(255)) @ dense["kernel"] + dense["bias"]
+    np.testing.assert_allclose(model.predict(images, verbose=0), expected, rtol=1e-5, atol=1e-5)
 
 
 # ---------------------------------------------------------------- optimizer state by path
@@ -314,6 +348,63 @@ def test_generator_input_with_steps_per_epoch_matches_array_input():
     assert logs["loss"] == pytest.approx(from_arrays.evaluate(x, y, verbose=0), rel=1e-5)
     out = from_generator.predict((xb for xb, _ in [(x[:5], None), (x[5:], None)]), verbose=0)
     np.testing.assert_allclose(out, from_arrays.predict(x, verbose=0), rtol=1e-5)
+
+
+class IterableDataset:
+    """tf.data / DataLoader-like: each iter() starts a new pass over (x, y) batches."""
+
+    def __init__(self, x, y, batch):
+        self.x, self.y, self.batch, self.passes = x, y, batch, 0
+
+    def __iter__(self):
+        self.passes += 1
+        for start in range(0, len(self.x), self.batch):
+            yield self.x[start:start + self.batch], self.y[start:start + self.batch]
+
+
+class SizedDataset(IterableDataset):
+    def __len__(self):
+        return -(-len(self.x) // self.batch)
+
+
+def dataset(x, y, batch, with_len=True):
+    return (SizedDataset if with_len else IterableDataset)(x, y, batch)
+
+
+@pytest.mark.parametrize("with_len", [True, False])
+def test_reiterable_datasets_are_one_pass_per_epoch(with_len):
+    x, y = data(n=32)
+    from_arrays = compiled(optimizer=optimizers.SGD(0.1))
+    from_arrays.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0,
+                    validation_data=(x[:8], y[:8]))
+    batches = dataset(x, y, 8, with_len)
+    model = compiled(optimizer=optimizers.SGD(0.1))
+    history = model.fit(batches, epochs=3, verbose=0,
+                        validation_data=dataset(x[:8], y[:8], 8, with_len))
+    assert batches.passes == 3 and history.params["steps"] == (4 if with_len else None)
+    for a, b in zip(from_arrays.get_weights(), model.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    assert history.history["val_loss"] == pytest.approx(
+        from_arrays.history.history["val_loss"], rel=1e-5)
+    assert model.evaluate(batches, verbose=0) == pytest.approx(
+        from_arrays.evaluate(x, y, verbose=0), rel=1e-5)
+    np.testing.assert_allclose(model.predict(dataset(x, y, 5, with_len), verbose=0),
+                               from_arrays.predict(x, verbose=0), rtol=1e-5)
+
+
+def test_steps_per_epoch_continues_a_dataset_across_epochs_and_restarts_it():
+    x, y = data(n=24)
+    batches = dataset(x, y, 8)  # three batches a pass
+    model = compiled(optimizer=optimizers.SGD(0.1))
+    model.fit(batches, epochs=2, steps_per_epoch=2, verbose=0)  # batches 0 1 | 2 0
+    reference = compiled(optimizer=optimizers.SGD(0.1))
+    order = np.concatenate([np.arange(24), np.arange(8)])
+    reference.fit(x[order], y[order], batch_size=8, epochs=1, shuffle=False, verbose=0)
+    assert batches.passes == 2
+    for a, b in zip(reference.get_weights(), model.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    with pytest.raises(gj.GraphjitError, match="yielded no batches"):
+        compiled().fit(dataset(x[:0], y[:0], 8, with_len=False), verbose=0)
 
 
 def test_sequence_input_with_sample_weights_and_epoch_end():

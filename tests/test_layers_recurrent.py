@@ -302,3 +302,94 @@ def test_forward_compiles_once_per_shape():
     step(layer.params, layer.state, x)
     step(layer.params, layer.state, x + 1)
     assert step.cache_info()["misses"] == 1
+
+
+# ---------------------------------------------------------------- initial_state
+
+
+def reference_from(step, p, x, states, return_sequences=False):
+    outputs = []
+    for t in range(x.shape[1]):
+        output, states = step(p, x[:, t], states)
+        outputs.append(output)
+    return [np.stack(outputs, 1) if return_sequences else output, *states]
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_initial_state_starts_the_loop_from_the_given_states(cell):
+    cls, step, n_states = CELLS[cell]
+    rng = np.random.default_rng(11)
+    layer = cls(3, return_sequences=True, return_state=True, dtype=np.float64)
+    x = rng.normal(size=(2, 4, 2))
+    states = [rng.normal(size=(2, 3)) for _ in range(n_states)]
+    layer(x)
+    randomize_bias(layer)
+    expected = reference_from(step, layer.params, x, states, return_sequences=True)
+    for results in (layer(x, initial_state=states), layer([x, *states])):  # Keras 2's form
+        assert len(results) == 1 + n_states
+        for got, want in zip(results, expected):
+            np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    with pytest.raises(gj.GraphjitError, match=f"takes {n_states} initial state"):
+        layer(x, initial_state=[*states, states[0]])
+    with pytest.raises(gj.GraphjitError, match=r"must have shape \(batch, units\)"):
+        layer(x, initial_state=[s[:, :2] for s in states])
+
+    def total(h0):
+        out = layer(x, initial_state=[h0, *states[1:]])[0]
+        return np.sum(out * np.linspace(-1, 1, out.size).reshape(out.shape))
+
+    grad = gj.grad(total)(states[0])
+    eps = 1e-6
+    for index in [(0, 0), (1, 2)]:
+        bump = np.zeros_like(states[0])
+        bump[index] = eps
+        numeric = (total(states[0] + bump) - total(states[0] - bump)) / (2 * eps)
+        np.testing.assert_allclose(grad[index], numeric, rtol=1e-5, atol=1e-8)
+
+
+def test_bidirectional_initial_state_is_forward_then_backward_states():
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(2, 3, 2))
+    layer = layers.Bidirectional(layers.GRU(2, return_sequences=True, dtype=np.float64),
+                                 merge_mode=None, dtype=np.float64)
+    layer(x)
+    forward_h, backward_h = rng.normal(size=(2, 2)), rng.normal(size=(2, 2))
+    forward, backward = layer(x, initial_state=[forward_h, backward_h])
+    params = {k.split("/", 1)[1]: v for k, v in layer.params.items() if k.startswith("forward")}
+    expected = reference_from(gru_step, params, x, [forward_h], return_sequences=True)[0]
+    np.testing.assert_allclose(forward, expected, rtol=1e-10)
+    back_params = {k.split("/", 1)[1]: v for k, v in layer.params.items()
+                   if k.startswith("backward")}
+    reversed_out = reference_from(gru_step, back_params, x[:, ::-1], [backward_h], True)[0]
+    np.testing.assert_allclose(backward, reversed_out[:, ::-1], rtol=1e-10)
+
+
+def test_encoder_decoder_with_initial_state_trains_saves_and_loads(tmp_path):
+    """Keras' seq2seq pattern: the encoder's final states start the decoder."""
+    layers.set_seed(3)
+    encoder_in = layers.Input((5, 3), name="encoder_in")
+    decoder_in = layers.Input((4, 2), name="decoder_in")
+    _, h, c = layers.LSTM(4, return_state=True, name="encoder")(encoder_in)
+    decoded = layers.LSTM(4, return_sequences=True, name="decoder")(decoder_in,
+                                                                   initial_state=[h, c])
+    model = gj.Model([encoder_in, decoder_in], layers.Dense(2, name="head")(decoded))
+    rng = np.random.default_rng(13)
+    xs = [rng.normal(size=(6, 5, 3)).astype(np.float32),
+          rng.normal(size=(6, 4, 2)).astype(np.float32)]
+    y = rng.normal(size=(6, 4, 2)).astype(np.float32)
+    model.compile(optimizer="adam", loss="mse")
+    before = model.get_layer("encoder").get_weights()
+    compiled = model.fit(xs, y, batch_size=6, epochs=2, verbose=0, shuffle=False)
+    # the decoder's loss reaches the encoder through the states
+    assert any(not np.array_equal(a, b) for a, b in
+               zip(before, model.get_layer("encoder").get_weights()))
+    path = tmp_path / "seq2seq.keras"
+    model.save(path)
+    loaded = gj.models.load_model(path)
+    np.testing.assert_array_equal(loaded.predict(xs, verbose=0), model.predict(xs, verbose=0))
+    eager = gj.models.load_model(path)
+    for m, jit in ((loaded, True), (eager, False)):
+        m.fit(xs, y, batch_size=6, epochs=1, verbose=0, shuffle=False, jit=jit)
+    np.testing.assert_allclose(loaded.predict(xs, verbose=0), eager.predict(xs, verbose=0),
+                               rtol=1e-4, atol=1e-6)
+    assert compiled.history["loss"][1] < compiled.history["loss"][0]

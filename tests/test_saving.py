@@ -325,3 +325,26 @@ def test_damaged_ir_is_refused():
                         ({"format": "x"}, "not a serialised")]:
         with pytest.raises(serialize.SerializeError, match=match):
             serialize.graph_from_json(case)
+
+
+def test_layer_outputs_extract_features_and_json_and_clone_rebuild_the_architecture():
+    model = sequential()
+    x, _ = classification(n=6)
+    hidden = model.layers[0]
+    features = gj.Model(model.input, hidden.output)  # Keras' feature-extraction idiom
+    assert hidden.input is model.input and model.output is model.outputs[0]
+    expected = np.maximum(x @ hidden.params["kernel"] + hidden.params["bias"], 0)
+    np.testing.assert_allclose(features.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
+    hidden.params["kernel"] = hidden.params["kernel"] * 2  # the weights are shared
+    np.testing.assert_allclose(features.predict(x, verbose=0),
+                               np.maximum(x @ hidden.params["kernel"] + hidden.params["bias"], 0),
+                               rtol=1e-5, atol=1e-6)
+    with pytest.raises(gj.GraphjitError, match="never been called on Input tensors"):
+        layers.Dense(2).output
+    for rebuilt in (gj.models.model_from_json(model.to_json()), gj.models.clone_model(model)):
+        assert rebuilt.get_config() == model.get_config()
+        assert all(r is not m for r, m in zip(rebuilt.layers, model.layers))
+        rebuilt.set_weights(model.get_weights())
+        np.testing.assert_array_equal(rebuilt.predict(x, verbose=0), model.predict(x, verbose=0))
+    with pytest.raises(SavingError, match="model_from_json"):
+        gj.models.model_from_json("{not json")

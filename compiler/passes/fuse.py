@@ -237,12 +237,30 @@ def _is_outer_member(graph: Graph, space: LoopSpace, member: int) -> bool:
     return node.op in REDUCTIONS or not space.is_full(node.shape)
 
 
-def check_group(graph: Graph, analysis: ViewAnalysis, members: set[int], kind: str) -> str | None:
-    """None if `members` can run as one kernel of `kind`; otherwise why not."""
-    space = loop_space_of(graph, members)
+def space_representatives(graph: Graph, members: Iterable[int]) -> list[int]:
+    """The few members that decide a group's loop space (its first matmul, else one reduction,
+    else any member): `loop_space_of` on them equals it on all members of a valid group."""
+    members = sorted(members)
+    for wanted in (lambda n: n.op is Op.MATMUL, lambda n: n.op in REDUCTIONS):
+        for m in members:
+            if wanted(graph.node(m)):
+                return [m]
+    return members[:1]
+
+
+def check_group(graph: Graph, analysis: ViewAnalysis, members: set[int], kind: str,
+                new_member: int | None = None, space_members: Iterable[int] | None = None
+                ) -> str | None:
+    """None if `members` can run as one kernel of `kind`; otherwise why not.
+
+    With `new_member` (one node joining one valid group whose loop space it keeps, the space
+    computed from `space_members`), only that node's reads are checked: the other members'
+    checks depend on the loop space and on which of their inputs are members, and no member
+    reads the newcomer. This keeps fusion linear in the length of a chain."""
+    space = loop_space_of(graph, members if space_members is None else space_members)
     if isinstance(space, str):
         return space
-    for member in sorted(members):
+    for member in sorted(members) if new_member is None else (new_member,):
         node = graph.node(member)
         if node.op is Op.MATMUL:
             continue
@@ -268,6 +286,8 @@ def check_group(graph: Graph, analysis: ViewAnalysis, members: set[int], kind: s
 
 
 # ---------------------------------------------------------------- grouping
+
+MAX_KERNEL_NODES = 512
 
 @dataclass
 class Group:
@@ -297,6 +317,7 @@ class _Grouper:
         self.group_of: dict[int, int] = {}
         self.notes: dict[int, list[str]] = {}
         self.readers_of_root: dict[int, set[int]] = {}   # source/root -> loop groups reading it
+        self._reps: dict[int, list[int]] = {}   # group -> the members deciding its loop space
         self._next = 0
 
     # ------------------------------------------------------------ helpers
@@ -407,18 +428,52 @@ class _Grouper:
         return None
 
     def try_merge(self, node_id: int, group_ids: set[int], producers: set[int]) -> str | None:
-        members = {node_id}.union(*(self.groups[g].members for g in group_ids))
+        size = 1 + sum(len(self.groups[g].members) for g in group_ids)
+        if size > MAX_KERNEL_NODES:
+            # LLVM's time on one huge loop body grows faster than its size: long unrolled
+            # chains are cut into kernels of bounded size (one extra pass over memory each)
+            return f"the kernel already has {size - 1} nodes (the cap is {MAX_KERNEL_NODES})"
         kinds = {self.groups[g].kind for g in group_ids}
         kind = MATMUL if MATMUL in kinds else LOOP
-        reason = check_group(self.graph, self.analysis, members, kind)
+        reason = None
+        if len(group_ids) == 1:
+            # one node joining one group: check the newcomer only, if the space stays the same
+            (group_id,) = group_ids
+            reps = self._reps.get(group_id)
+            if reps is None:
+                reps = self._reps[group_id] = space_representatives(
+                    self.graph, self.groups[group_id].members)
+            before = loop_space_of(self.graph, reps)
+            after = loop_space_of(self.graph, reps + [node_id])
+            if isinstance(after, str):
+                return after
+            if before == after:   # (no member reads the newcomer: its group's set will do)
+                reason = check_group(self.graph, self.analysis, self.groups[group_id].members,
+                                     kind, new_member=node_id, space_members=reps + [node_id])
+            else:
+                reason = check_group(self.graph, self.analysis, self._members(node_id, group_ids),
+                                     kind)
+        else:
+            reason = check_group(self.graph, self.analysis, self._members(node_id, group_ids),
+                                 kind)
         if reason:
             return reason
-        if self.creates_cycle(group_ids, producers):
+        if (len(group_ids) > 1 or not producers <= group_ids) and \
+                self.creates_cycle(group_ids, producers):
+            # (a node that reads only the one group it joins cannot close a cycle)
             return "fusing would create a cycle between kernels"
         return None
 
+    def _members(self, node_id: int, group_ids: set[int]) -> set[int]:
+        return {node_id}.union(*(self.groups[g].members for g in group_ids))
+
     def merge(self, node_id: int, group_ids: set[int]) -> Group:
         keep = self.groups[min(group_ids)]
+        reps = self._reps.get(keep.id) if len(group_ids) == 1 else None
+        for group_id in group_ids:
+            self._reps.pop(group_id, None)
+        if reps is not None:
+            self._reps[keep.id] = space_representatives(self.graph, reps + [node_id])
         if any(self.groups[g].kind == MATMUL for g in group_ids):
             keep.kind = MATMUL
         for group_id in sorted(group_ids - {keep.id}):

@@ -17,8 +17,8 @@ from graphjit.compiler.errors import CompileError
 from graphjit.compiler.kernel import Access, Instr, Operand
 from graphjit.compiler.ops import Op
 
-from .emitter import (FLOAT_DTYPE_OF, INT_BITS, INT_LIMITS, MEMORY_TYPES, SUFFIX, Emitter, const,
-                      llvm_type)
+from .emitter import (FLOAT_BITS, FLOAT_DTYPE_OF, INT_BITS, INT_LIMITS, MEMORY_TYPES, SUFFIX,
+                      Emitter, const, llvm_type)
 from .mathlib import call_math
 
 if TYPE_CHECKING:
@@ -246,17 +246,22 @@ def lower_where(r: KernelRenderer, instr: Instr, args: list[str], _: Scope) -> s
 CastImpl = Callable[[Emitter, str, str, str], str]   # (emitter, value, from type, to type)
 
 
-def int_resize(e: Emitter, value: str, src: str, dst: str) -> str:
+def int_resize(e: Emitter, value: str, src: str, dst: str, extend: str = "sext") -> str:
     bits_from, bits_to = INT_BITS[src], INT_BITS[dst]
     if bits_from == bits_to:
         return value
-    return e.cast("sext" if bits_to > bits_from else "trunc", src, value, dst)
+    return e.cast(extend if bits_to > bits_from else "trunc", src, value, dst)
+
+
+def unsigned_resize(e: Emitter, value: str, src: str, dst: str) -> str:
+    return int_resize(e, value, src, dst, "zext")
 
 
 def float_resize(e: Emitter, value: str, src: str, dst: str) -> str:
     if src == dst:
         return value
-    return e.cast("fpext" if dst == "double" else "fptrunc", src, value, dst)
+    wider = FLOAT_BITS[dst] > FLOAT_BITS[src]
+    return e.cast("fpext" if wider else "fptrunc", src, value, dst)
 
 
 def float_to_int(e: Emitter, value: str, src: str, dst: str) -> str:
@@ -276,6 +281,13 @@ CASTS: dict[tuple[str, str], CastImpl] = {
     ("b", "f"): lambda e, v, s, d: e.cast("uitofp", s, v, d),
     ("i", "b"): lambda e, v, s, d: truth(e, s, v),
     ("i", "i"): int_resize,
+    # unsigned storage dtypes meet only their compute dtypes (compiler/passes/legalize.py)
+    ("b", "u"): lambda e, v, s, d: e.cast("zext", s, v, d),
+    ("u", "b"): lambda e, v, s, d: truth(e, s, v),
+    ("u", "i"): unsigned_resize,
+    ("u", "u"): unsigned_resize,
+    ("i", "u"): int_resize,
+    ("u", "f"): lambda e, v, s, d: e.cast("uitofp", s, v, d),
     ("i", "f"): lambda e, v, s, d: e.cast("sitofp", s, v, d),
     ("f", "b"): lambda e, v, s, d: truth(e, s, v),
     ("f", "i"): float_to_int,
@@ -291,7 +303,136 @@ def lower_cast(r: KernelRenderer, instr: Instr, args: list[str], _: Scope) -> st
     return impl(r.e, args[0], llvm_type(src), llvm_type(dst))
 
 
+# -- NumPy's other ufuncs
+
+LIBM_NAMES: dict[str, str] = {"float": "f", "double": ""}
+
+
+def libm(name: str) -> KindImpl:
+    """A scalar call to the C math library (NumPy's own loops call the same functions)."""
+    return lambda e, ty, a: e.intrinsic(f"{name}{LIBM_NAMES[ty]}", ty, [(ty, v) for v in a])
+
+
+def float_signbit(e: Emitter, ty: str, a: list[str]) -> str:
+    bits = INT_BITS_OF_FLOAT[ty]
+    as_int = e.cast("bitcast", ty, a[0], bits)
+    return e.icmp("slt", bits, as_int, "0")
+
+
+INT_BITS_OF_FLOAT: dict[str, str] = {"float": "i32", "double": "i64"}
+
+
+def float_spacing(e: Emitter, ty: str, a: list[str]) -> str:
+    """NumPy: nextafter(x, copysign(inf, x)) - x, with +-0 stepping up (NaN for inf and NaN)."""
+    inf = e.c(float("inf"), ty)
+    toward = e.select(e.fcmp("oeq", ty, a[0], e.c(0.0, ty)), ty, inf, e.copysign(ty, inf, a[0]))
+    return e.fsub(ty, libm("nextafter")(e, ty, [a[0], toward]), a[0])
+
+
+def float_heaviside(e: Emitter, ty: str, a: list[str]) -> str:
+    x, h0 = a
+    zero = e.c(0.0, ty)
+    result = e.select(e.fcmp("oeq", ty, x, zero), ty, h0, e.c(1.0, ty))
+    result = e.select(e.fcmp("olt", ty, x, zero), ty, zero, result)
+    return e.select(e.is_nan(ty, x), ty, x, result)
+
+
+def float_logaddexp2(e: Emitter, ty: str, a: list[str]) -> str:
+    """NumPy's npy_logaddexp2: equal inputs give x + 1, else max + log2(1 + 2**-|x - y|)."""
+    x, y = a
+    big = e.select(e.fcmp("ogt", ty, x, y), ty, x, y)
+    gap = e.fabs(ty, e.fsub(ty, x, y))
+    tail = e.fmul(ty, libm("log1p")(e, ty, [libm("exp2")(e, ty, [e.fneg(ty, gap)])]),
+                  e.c(1.0 / np.log(2.0), ty))
+    general = e.fadd(ty, big, tail)
+    general = e.select(e.ibin("or", "i1", e.is_nan(ty, x), e.is_nan(ty, y)), ty,
+                       e.fadd(ty, x, y), general)
+    return e.select(e.fcmp("oeq", ty, x, y), ty, e.fadd(ty, x, e.c(1.0, ty)), general)
+
+
+def int_fmod(e: Emitter, ty: str, a: list[str]) -> str:
+    """C's %: the dividend's sign; NumPy gives 0 for x % 0 (and MIN % -1)."""
+    x, y = a
+    safe, is_zero, is_minus_one = safe_divisor(e, ty, y)
+    remainder = e.ibin("srem", ty, x, safe)
+    return e.select(e.ibin("or", "i1", is_zero, is_minus_one), ty, "0", remainder)
+
+
+def int_shift(left: bool) -> KindImpl:
+    """NumPy's npy_lshift/npy_rshift: counts outside [0, bits) give 0 (or -1 shifting a
+    negative value right) instead of LLVM's poison."""
+
+    def impl(e: Emitter, ty: str, a: list[str]) -> str:
+        x, count = a
+        bits = str(INT_BITS[ty])
+        in_range = e.icmp("ult", ty, count, bits)
+        safe = e.select(in_range, ty, count, "0")
+        shifted = e.ibin("shl" if left else "ashr", ty, x, safe)
+        if left:
+            fallback = "0"
+        else:
+            fallback = e.select(e.icmp("slt", ty, x, "0"), ty, "-1", "0")
+        return e.select(in_range, ty, shifted, fallback)
+
+    return impl
+
+
+def int_bitwise_count(e: Emitter, ty: str, a: list[str]) -> str:
+    """NumPy counts the bits of |x| (as uint8 results)."""
+    magnitude = e.intrinsic(f"llvm.abs.{ty}", ty, [(ty, a[0]), ("i1", "false")])
+    count = e.intrinsic(f"llvm.ctpop.{ty}", ty, [(ty, magnitude)])
+    return int_resize(e, count, ty, "i8")
+
+
+def lower_ldexp(r: KernelRenderer, instr: Instr, args: list[str], _: Scope) -> str:
+    ty = llvm_type(r.arg_dtype(instr, 0))
+    exponent_ty = llvm_type(r.arg_dtype(instr, 1))
+    exponent = args[1]
+    if exponent_ty == "i64":   # C's ldexp takes an int: beyond its range the result saturates
+        clamped = r.e.intrinsic("llvm.smax.i64", "i64", [("i64", exponent), ("i64", "-100000")])
+        clamped = r.e.intrinsic("llvm.smin.i64", "i64", [("i64", clamped), ("i64", "100000")])
+        exponent = r.e.cast("trunc", "i64", clamped, "i32")
+    return r.e.intrinsic(f"ldexp{LIBM_NAMES[ty]}", ty, [(ty, args[0]), ("i32", exponent)])
+
+
+def lower_bitwise_count(r: KernelRenderer, instr: Instr, args: list[str], _: Scope) -> str:
+    ty = llvm_type(r.arg_dtype(instr))
+    return int_bitwise_count(r.e, ty, args)
+
+
+def bool_not(e: Emitter, ty: str, a: list[str]) -> str:
+    return e.ibin("xor", "i1", a[0], "true")
+
+
 ELEMENTWISE_LOWERINGS: dict[Op, Lowering] = {
+    Op.TAN: by_kind(f=libm("tan")),
+    Op.ARCSIN: by_kind(f=libm("asin")),
+    Op.ARCCOS: by_kind(f=libm("acos")),
+    Op.ARCSINH: by_kind(f=libm("asinh")),
+    Op.ARCCOSH: by_kind(f=libm("acosh")),
+    Op.ARCTANH: by_kind(f=libm("atanh")),
+    Op.EXP2: by_kind(f=libm("exp2")),
+    Op.LOG2: by_kind(f=libm("log2")),
+    Op.LOG10: by_kind(f=libm("log10")),
+    Op.CBRT: by_kind(f=libm("cbrt")),
+    Op.TRUNC: by_kind(f=intrinsic("trunc"), i=identity, b=identity),
+    Op.SIGNBIT: by_kind(f=float_signbit),
+    Op.SPACING: by_kind(f=float_spacing),
+    Op.INVERT: by_kind(i=lambda e, ty, a: e.ibin("xor", ty, a[0], "-1"), b=bool_not),
+    Op.BITWISE_COUNT: lower_bitwise_count,
+    Op.ARCTAN2: by_kind(f=libm("atan2")),
+    Op.HYPOT: by_kind(f=libm("hypot")),
+    Op.COPYSIGN: by_kind(f=intrinsic("copysign")),
+    Op.FMOD: by_kind(f=float_opcode("frem"), i=int_fmod),
+    Op.NEXTAFTER: by_kind(f=libm("nextafter")),
+    Op.LDEXP: lower_ldexp,
+    Op.LOGADDEXP2: by_kind(f=float_logaddexp2),
+    Op.HEAVISIDE: by_kind(f=float_heaviside),
+    Op.BITWISE_AND: by_kind(i=opcode("and"), b=opcode("and")),
+    Op.BITWISE_OR: by_kind(i=opcode("or"), b=opcode("or")),
+    Op.BITWISE_XOR: by_kind(i=opcode("xor"), b=opcode("xor")),
+    Op.LEFT_SHIFT: by_kind(i=int_shift(left=True)),
+    Op.RIGHT_SHIFT: by_kind(i=int_shift(left=False)),
     Op.NEG: by_kind(f=lambda e, ty, a: e.fneg(ty, a[0]),
                     i=lambda e, ty, a: e.ibin("sub", ty, "0", a[0])),
     Op.ABS: by_kind(f=lambda e, ty, a: e.fabs(ty, a[0]),
@@ -337,4 +478,7 @@ ELEMENTWISE_LOWERINGS: dict[Op, Lowering] = {
 OP_WEIGHTS: dict[Op | Operand, int] = {
     Op.EXP: 20, Op.LOG: 20, Op.LOG1P: 30, Op.EXPM1: 40, Op.TANH: 25, Op.SIN: 40, Op.COS: 40,
     Op.POW: 40, Op.DIV: 4, Op.SQRT: 4, Op.FLOORDIV: 20, Op.MOD: 20,
+    Op.TAN: 40, Op.ARCSIN: 40, Op.ARCCOS: 40, Op.ARCSINH: 40, Op.ARCCOSH: 40, Op.ARCTANH: 40,
+    Op.EXP2: 20, Op.LOG2: 20, Op.LOG10: 20, Op.CBRT: 30, Op.ARCTAN2: 40, Op.HYPOT: 20,
+    Op.LOGADDEXP2: 50, Op.SPACING: 20, Op.NEXTAFTER: 20, Op.LDEXP: 20, Op.FMOD: 20,
 }

@@ -19,19 +19,30 @@ LLVM_TYPES: dict[np.dtype, str] = {
     np.dtype(np.int64): "i64",
     np.dtype(np.float32): "float",
     np.dtype(np.float64): "double",
+    # storage-only dtypes (compiler/passes/legalize.py): loops load, store and cast them
+    np.dtype(np.int8): "i8",
+    np.dtype(np.int16): "i16",
+    np.dtype(np.uint8): "i8",
+    np.dtype(np.uint16): "i16",
+    np.dtype(np.uint32): "i32",
+    np.dtype(np.uint64): "i64",
+    np.dtype(np.float16): "half",
 }
 # How a value of each dtype sits in memory (NumPy bools are bytes holding 0 or 1).
 MEMORY_TYPES: dict[np.dtype, str] = {**LLVM_TYPES, np.dtype(np.bool_): "i8"}
-INT_BITS: dict[str, int] = {"i1": 1, "i8": 8, "i32": 32, "i64": 64}
+INT_BITS: dict[str, int] = {"i1": 1, "i8": 8, "i16": 16, "i32": 32, "i64": 64}
 FLOAT_DTYPE_OF: dict[str, np.dtype] = {
     "float": np.dtype(np.float32), "double": np.dtype(np.float64),
+    "half": np.dtype(np.float16),
 }
+FLOAT_BITS: dict[str, int] = {"half": 16, "float": 32, "double": 64}
 # The range of each fixed-width integer type (NumPy's float->int casts and integer reductions).
 INT_LIMITS: dict[str, tuple[int, int]] = {
     "i32": (-(1 << 31), (1 << 31) - 1),
     "i64": (-(1 << 63), (1 << 63) - 1),
 }
-SUFFIX: dict[str, str] = {"float": "f32", "double": "f64", "i32": "i32", "i64": "i64", "i1": "i1"}
+SUFFIX: dict[str, str] = {"float": "f32", "double": "f64", "i32": "i32", "i64": "i64", "i1": "i1",
+                          "half": "f16", "i8": "i8", "i16": "i16"}
 
 
 def llvm_type(dtype: np.dtype) -> str:
@@ -40,8 +51,8 @@ def llvm_type(dtype: np.dtype) -> str:
 
 def float_const(value: float, ty: str) -> str:
     """An LLVM float literal: hexadecimal double bits (exact; float literals must be f32-exact)."""
-    if ty == "float":
-        value = float(np.float32(value))
+    if ty in ("float", "half"):
+        value = float(FLOAT_DTYPE_OF[ty].type(value))
     return "0x%016X" % struct.unpack("<Q", struct.pack("<d", float(value)))[0]
 
 

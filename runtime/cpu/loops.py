@@ -465,25 +465,38 @@ class KernelRenderer:
 
     # -- values
     def value(self, index: int, scope: Scope) -> str:
+        """The SSA name of instr `index` in `scope`, emitting it and whatever it needs first
+        (an explicit work stack: no recursion on the depth of the expression)."""
         known = scope.lookup(index)
         if known is not None:
             return known
-        instr = self.instrs[index]
-        if index in self.stashed:     # filled by an earlier pass over this item's row
-            memory = MEMORY_TYPES[np.dtype(instr.dtype)]
-            pointer = self.stash_pointer(index, scope.position)
-            result = self.e.assign(f"load {memory}, ptr {pointer}, align 4", "st")
-            scope.memo[index] = result
-            return result
-        if instr.op in REDUCTIONS:
-            raise CompileError(f"reduction %{index} used before its pass was emitted")
-        args = [self.value(a, scope) for a in instr.args]
-        lowering = OPERAND_LOWERINGS.get(instr.op) or ELEMENTWISE_LOWERINGS.get(instr.op)
-        if lowering is None:
-            raise CompileError(f"the CPU backend has no lowering for {instr.op!r}", instr.source)
-        result = lowering(self, instr, args, scope)
-        scope.memo[index] = result
-        return result
+        stack = [index]
+        while stack:
+            top = stack[-1]
+            if scope.lookup(top) is not None:
+                stack.pop()
+                continue
+            instr = self.instrs[top]
+            if top in self.stashed:     # filled by an earlier pass over this item's row
+                memory = MEMORY_TYPES[np.dtype(instr.dtype)]
+                pointer = self.stash_pointer(top, scope.position)
+                scope.memo[top] = self.e.assign(f"load {memory}, ptr {pointer}, align 4", "st")
+                stack.pop()
+                continue
+            if instr.op in REDUCTIONS:
+                raise CompileError(f"reduction %{top} used before its pass was emitted")
+            pending = [a for a in instr.args if scope.lookup(a) is None]
+            if pending:
+                stack.extend(reversed(pending))   # emitted left to right, as operands read
+                continue
+            stack.pop()
+            args = [scope.lookup(a) for a in instr.args]
+            lowering = OPERAND_LOWERINGS.get(instr.op) or ELEMENTWISE_LOWERINGS.get(instr.op)
+            if lowering is None:
+                raise CompileError(f"the CPU backend has no lowering for {instr.op!r}",
+                                   instr.source)
+            scope.memo[top] = lowering(self, instr, args, scope)
+        return scope.lookup(index)
 
     def arg_dtype(self, instr: Instr, position: int = 0) -> np.dtype:
         return np.dtype(self.instrs[instr.args[position]].dtype)

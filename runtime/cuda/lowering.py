@@ -14,12 +14,13 @@ binds them to libdevice on a GPU and to NumPy's ufuncs in Numba's simulator, whe
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
-from graphjit.compiler.ops import ELEMENTWISE, Op
+from graphjit.compiler.ops import LOOP_ELEMENTWISE, Op
 
 # name -> (libdevice float32 function, libdevice float64 function, NumPy function in simulator)
 MATH_FUNCTIONS: dict[str, tuple[str, str, str]] = {
@@ -36,6 +37,21 @@ MATH_FUNCTIONS: dict[str, tuple[str, str, str]] = {
     "fmod": ("fmodf", "fmod", "np.fmod"),
     "pow": ("powf", "pow", "np.power"),
     "copysign": ("copysignf", "copysign", "np.copysign"),
+    "tan": ("tanf", "tan", "np.tan"),
+    "asin": ("asinf", "asin", "np.arcsin"),
+    "acos": ("acosf", "acos", "np.arccos"),
+    "asinh": ("asinhf", "asinh", "np.arcsinh"),
+    "acosh": ("acoshf", "acosh", "np.arccosh"),
+    "atanh": ("atanhf", "atanh", "np.arctanh"),
+    "exp2": ("exp2f", "exp2", "np.exp2"),
+    "log2": ("log2f", "log2", "np.log2"),
+    "log10": ("log10f", "log10", "np.log10"),
+    "cbrt": ("cbrtf", "cbrt", "np.cbrt"),
+    "trunc": ("truncf", "trunc", "np.trunc"),
+    "atan2": ("atan2f", "atan2", "np.arctan2"),
+    "hypot": ("hypotf", "hypot", "np.hypot"),
+    "nextafter": ("nextafterf", "nextafter", "np.nextafter"),
+    "ldexp": ("ldexpf", "ldexp", "np.ldexp"),
 }
 
 DTYPE_CONSTRUCTORS: dict[np.dtype, str] = {
@@ -44,6 +60,14 @@ DTYPE_CONSTRUCTORS: dict[np.dtype, str] = {
     np.dtype("int64"): "np.int64",
     np.dtype("float32"): "np.float32",
     np.dtype("float64"): "np.float64",
+    # storage-only dtypes (compiler/passes/legalize.py): loaded, stored and cast only
+    np.dtype("int8"): "np.int8",
+    np.dtype("int16"): "np.int16",
+    np.dtype("uint8"): "np.uint8",
+    np.dtype("uint16"): "np.uint16",
+    np.dtype("uint32"): "np.uint32",
+    np.dtype("uint64"): "np.uint64",
+    np.dtype("float16"): "np.float16",
 }
 
 SHORT = {np.dtype("float32"): "f32", np.dtype("float64"): "f64"}
@@ -249,7 +273,91 @@ def _where(out, args, in_dtype, out_dtype, attrs):
     return [f"{out} = {ctor(out_dtype)}({a} if {cond} else {b})"]
 
 
+def _float_spacing(out, args, in_dtype, out_dtype, attrs):
+    # NumPy: nextafter(x, copysign(inf, x)) - x, +-0 stepping up
+    (a,) = args
+    t = ctor(in_dtype)
+    nextafter, copysign = math_name("nextafter", in_dtype), math_name("copysign", in_dtype)
+    return [f"{out}_to = {t}(math.inf) if {a} == 0 else {t}({copysign}({t}(math.inf), {a}))",
+            f"{out} = {t}({t}({nextafter}({a}, {out}_to)) - {a})"]
+
+
+def _float_heaviside(out, args, in_dtype, out_dtype, attrs):
+    a, h0 = args
+    t = ctor(out_dtype)
+    return [f"{out} = {a} if {a} != {a} else ({t}(0) if {a} < 0 else "
+            f"({t}(1) if {a} > 0 else {h0}))"]
+
+
+def _float_logaddexp2(out, args, in_dtype, out_dtype, attrs):
+    a, b = args
+    t = ctor(out_dtype)
+    log1p, exp2 = math_name("log1p", in_dtype), math_name("exp2", in_dtype)
+    return [
+        f"if {a} == {b}:",
+        f"    {out} = {t}({a} + {t}(1))",
+        f"elif {a} != {a} or {b} != {b}:",
+        f"    {out} = {t}({a} + {b})",
+        "else:",
+        f"    {out}_big = {a} if {a} > {b} else {b}",
+        f"    {out}_gap = {t}(abs({a} - {b}))",
+        f"    {out} = {t}({out}_big + {t}({log1p}({t}({exp2}(-{out}_gap)))) * "
+        f"{t}({1.0 / math.log(2.0)!r}))",
+    ]
+
+
+def _int_fmod(out, args, in_dtype, out_dtype, attrs):
+    # C's %: the dividend's sign; NumPy gives 0 for x % 0
+    a, b = args
+    t = ctor(out_dtype)
+    return [f"{out} = {t}(0) if {b} == 0 or {b} == -1 else "
+            f"{t}(-(abs({a}) % abs({b})) if {a} < 0 else abs({a}) % abs({b}))"]
+
+
+def _shift(left: bool) -> Lowering:
+    # NumPy's npy_lshift / npy_rshift: counts outside [0, bits) give 0 (or -1 for x < 0 >> n)
+    def lower(out, args, in_dtype, out_dtype, attrs):
+        a, b = args
+        t = ctor(out_dtype)
+        bits = np.dtype(out_dtype).itemsize * 8
+        shifted = f"{t}({a} << {b})" if left else f"{t}({a} >> {b})"
+        fallback = f"{t}(0)" if left else f"({t}(-1) if {a} < 0 else {t}(0))"
+        return [f"{out} = {shifted} if 0 <= {b} < {bits} else {fallback}"]
+
+    return lower
+
+
 ELEMENTWISE_LOWERING: dict[Op, Lowering] = {
+    Op.TAN: math_call("tan"),
+    Op.ARCSIN: math_call("asin"),
+    Op.ARCCOS: math_call("acos"),
+    Op.ARCSINH: math_call("asinh"),
+    Op.ARCCOSH: math_call("acosh"),
+    Op.ARCTANH: math_call("atanh"),
+    Op.EXP2: math_call("exp2"),
+    Op.LOG2: math_call("log2"),
+    Op.LOG10: math_call("log10"),
+    Op.CBRT: math_call("cbrt"),
+    Op.TRUNC: by_kind(math_call("trunc"), expression("{a}")),
+    Op.SIGNBIT: _logical("{a} < 0 or ({a} == 0 and math.copysign(1.0, {a}) < 0)"),
+    Op.SPACING: _float_spacing,
+    Op.INVERT: by_kind(expression("~{a}"), expression("~{a}"), _logical("not {a}")),
+    Op.ARCTAN2: math_call("atan2"),
+    Op.HYPOT: math_call("hypot"),
+    Op.COPYSIGN: math_call("copysign"),
+    Op.FMOD: by_kind(math_call("fmod"), _int_fmod),
+    Op.NEXTAFTER: math_call("nextafter"),
+    Op.LDEXP: math_call("ldexp"),
+    Op.LOGADDEXP2: _float_logaddexp2,
+    Op.HEAVISIDE: _float_heaviside,
+    Op.BITWISE_AND: by_kind(expression("{a} & {b}"), expression("{a} & {b}"),
+                            _logical("{a} and {b}")),
+    Op.BITWISE_OR: by_kind(expression("{a} | {b}"), expression("{a} | {b}"),
+                           _logical("{a} or {b}")),
+    Op.BITWISE_XOR: by_kind(expression("{a} ^ {b}"), expression("{a} ^ {b}"),
+                            _logical("{a} != {b}")),
+    Op.LEFT_SHIFT: _shift(left=True),
+    Op.RIGHT_SHIFT: _shift(left=False),
     Op.NEG: expression("-{a}"),
     Op.ABS: expression("abs({a})"),
     Op.EXP: math_call("exp"),
@@ -295,7 +403,7 @@ ELEMENTWISE_LOWERING: dict[Op, Lowering] = {
 
 def missing_lowerings() -> frozenset[Op]:
     """Elementwise ops of the op table without a CUDA rule (a test keeps this empty)."""
-    return ELEMENTWISE - frozenset(ELEMENTWISE_LOWERING)
+    return LOOP_ELEMENTWISE - frozenset(ELEMENTWISE_LOWERING)
 
 
 def lower_elementwise(op: Op, out: str, args: list[str], in_dtype: np.dtype,
