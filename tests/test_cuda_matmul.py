@@ -13,6 +13,7 @@ from test_cuda import F32, F64, assert_close, bias_relu_epilogue, matmul_program
 
 pytest.importorskip("graphjit.runtime.cuda")
 from graphjit.runtime.cuda import render_program  # noqa: E402
+from graphjit.runtime.cuda.device import simulator_enabled  # noqa: E402
 from graphjit.runtime.cuda.launch import DEFAULT_SM_COUNT  # noqa: E402
 
 pytestmark = pytest.mark.cuda
@@ -48,13 +49,21 @@ def test_transposed_batched_product_with_fused_epilogue_over_several_slabs():
     assert executable.texts["cuda"].count("def kernel_") == 1
 
 
+@pytest.fixture
+def tiled_only(monkeypatch):
+    """Our own kernels even where CuPy and a GPU would send large products to cuBLAS."""
+    from graphjit.runtime.cuda import library
+
+    monkeypatch.setattr(library, "ENABLED", False)
+
+
 def _gpu_matmul(m, k, n, dtype, batch=()):
     program = matmul_program((m, k), (k, n), dtype, batch=batch).program()
     (kernel,) = render_program(program, simulator=False, sm_count=DEFAULT_SM_COUNT)
     return kernel
 
 
-def test_large_float32_products_take_128_tiles_of_8_by_8_per_thread():
+def test_large_float32_products_take_128_tiles_of_8_by_8_per_thread(tiled_only):
     kernel = _gpu_matmul(2048, 256, 2048, F32)
     assert kernel.launch.block == (16, 16)
     assert kernel.launch.grid == (16, 16, 1)
@@ -67,7 +76,7 @@ def test_large_float32_products_take_128_tiles_of_8_by_8_per_thread():
     (2048, 2048, F64, ()),        # float64 keeps 64-tiles (twice the registers per value)
     (128, 128, F32, (3,)),        # batched: 3 tiles in all
 ])
-def test_smaller_or_float64_products_take_64_tiles(m, n, dtype, batch):
+def test_smaller_or_float64_products_take_64_tiles(m, n, dtype, batch, tiled_only):
     kernel = _gpu_matmul(m, 64, n, dtype, batch)
     assert kernel.launch.block == (16, 16)
     assert "c3_3" in kernel.source and "c4_4" not in kernel.source
@@ -160,7 +169,9 @@ def test_without_a_library_the_tiled_kernel_runs(monkeypatch):
 
     monkeypatch.setattr(library, "LIBRARY_MIN_FLOPS", 1)
     monkeypatch.setattr(library, "LIBRARY_MIN_SIDE", 1)
-    assert not library.CuPyGemm().available()          # the simulator has no cuBLAS
+    if simulator_enabled():
+        assert not library.CuPyGemm().available()      # the simulator has no cuBLAS
+    monkeypatch.setattr(library, "GEMM_LIBRARIES", [])
     program = matmul_program((3, 4), (4, 2), F32).program()
     (kernel,) = render_program(program, simulator=True)
     assert kernel.kind == "matmul"

@@ -35,7 +35,8 @@ SCRIPT = textwrap.dedent("""
     )
     from graphjit.compiler.kernel import Access, BufferKind, Level, LoopKernel, Store
     from graphjit.compiler.ops import Op
-    from graphjit.runtime.cuda import program_ptx
+    from graphjit.runtime.cuda import library, program_ptx
+    library.ENABLED = False     # on a GPU with CuPy, large products would go to cuBLAS: no PTX
 
     def elementwise(dtype):
         b = ProgramBuilder()
