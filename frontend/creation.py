@@ -242,7 +242,12 @@ CREATION_FUNCTIONS: dict[str, Callable] = {
 def _wrapper(name: str, original: Callable, make: Callable) -> Callable:
     def creation(*args, **kwargs):
         stack = getattr(_LOCAL, "stack", None)
-        if not stack or _is_ours(sys._getframe(1).f_code.co_filename):
+        if not stack:
+            return original(*args, **kwargs)
+        caller = sys._getframe(1).f_code
+        # Compiled extensions (numpy.random, SciPy) call np.empty & co. with no Python frame of
+        # their own: they must get real arrays. A Python caller that names the function is user code.
+        if _is_ours(caller.co_filename) or name not in caller.co_names:
             return original(*args, **kwargs)
         if any(isinstance(v, Tracer) and (v._ctx is not stack[-1] or name not in TRACER_AWARE)
                for v in (*args, *kwargs.values())):
