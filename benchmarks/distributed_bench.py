@@ -1,7 +1,7 @@
 """Distributed benchmarks (issue 14) on a LocalCluster of process workers.
 
-    python benchmarks/distributed.py          # full sizes; writes results-distributed.md and .json
-    python benchmarks/distributed.py --quick  # small sizes, few samples: a smoke test (no files)
+    python benchmarks/distributed_bench.py          # full sizes; writes results-distributed.md and .json
+    python benchmarks/distributed_bench.py --quick  # small sizes, few samples: a smoke test (no files)
 
 1. Dask `map_blocks` throughput, graphjit (`gj.dask.map_blocks`) against the same Dask graph
    calling the undecorated NumPy function, on the same cluster, inputs persisted in the workers'
@@ -211,7 +211,7 @@ def main() -> None:
               f"{gj.__version__} · LocalCluster of {args.workers} process workers, 1 thread each")
     report = "\n\n".join([
         "# graphjit distributed benchmarks", header,
-        f"Command: `python benchmarks/distributed.py{' --quick' if args.quick else ''}`",
+        f"Command: `python benchmarks/distributed_bench.py{' --quick' if args.quick else ''}`",
         "## Dask map_blocks throughput (same cluster, inputs persisted; median s)",
         table(blocks, [("workload", "workload", ""), ("elements", "elements", ","),
                        ("blocks", "blocks", ""), ("NumPy s", "numpy_s", ".3f"),
