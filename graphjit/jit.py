@@ -74,19 +74,19 @@ class CompiledEntry:
         return lambda args: self(_contiguous_leaves(args), args)
 
     def __call__(self, leaves: list, originals: Sequence | None = None) -> Any:
-        # write back into the caller's arrays, not the contiguous copies made for the call;
-        # checked before anything runs, so a refused call changes nothing
+        # write back into the caller's arrays, not the contiguous copies made for the call
+        # (a NumPy scalar is immutable: `v += 1` rebinds it); checked before anything runs,
+        # so a refused call changes nothing
         targets = leaves if originals is None else originals
-        for leaf_index, out_index in self.writebacks:
-            flags = getattr(targets[leaf_index], "flags", None)
-            if flags is not None and not flags.writeable and not isinstance(
-                    targets[leaf_index], np.generic):
-                raise self._read_only_error(leaf_index, out_index)
+        written = [(targets[leaf], leaf, out) for leaf, out in self.writebacks
+                   if not isinstance(targets[leaf], np.generic)]
+        for target, leaf, out in written:
+            flags = getattr(target, "flags", None)
+            if flags is not None and not flags.writeable:
+                raise self._read_only_error(leaf, out)
         outs = self.run(leaves)
-        for leaf_index, out_index in self.writebacks:
-            target, value = targets[leaf_index], outs[out_index]
-            if isinstance(target, np.generic):   # a NumPy scalar is immutable: `v += 1` rebinds
-                continue
+        for target, _, out in written:
+            value = outs[out]
             if is_device_array(target) or is_device_array(value):    # target="cuda"
                 from graphjit.runtime.cuda.device import copy_into
 
@@ -98,7 +98,6 @@ class CompiledEntry:
         if self.out_tree == ("leaf",):
             return result[0]
         return unflatten(self.out_tree, result)
-
 
     def _read_only_error(self, leaf_index: int, out_index: int) -> ArgumentError:
         graph = self.traced.graph
@@ -197,14 +196,17 @@ class JitFunction:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
             if self._simple:
-                if not kwargs:
+                fast = None if kwargs else _fast_key(args)
+                if fast is not None:
                     # the hit path: a key from (shape, dtype) per argument, one dict lookup,
                     # one call (arguments that share memory matter only to a function that
-                    # writes arguments)
-                    entry = self._cache.get(_fast_key(args))
+                    # writes arguments); a miss goes to the slow path, since for flat
+                    # positional arguments the tree key below would be this same key
+                    entry = self._cache.get(fast)
                     if entry is not None and not (entry.writebacks and _may_alias(args)):
                         self.hits = entry.used = self.hits + 1
                         return entry.call_positional(args)
+                    return self._call_slowly(args, kwargs, None)
                 # keyword, dict, list and tuple arguments: one walk gives a key and the leaves,
                 # and the order the compiled entry takes them in was remembered on first call
                 tree = _tree_key(args, kwargs)
