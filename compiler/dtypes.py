@@ -57,6 +57,12 @@ def is_bool(dtype: np.dtype) -> bool:
     return np.dtype(dtype).kind == "b"
 
 
+def supported_list(conjunction: str = "and") -> str:
+    """The supported dtypes as error messages name them ("bool, int8, ... and float64")."""
+    names = [d.name for d in SUPPORTED_DTYPES]
+    return f"{', '.join(names[:-1])} {conjunction} {names[-1]}"
+
+
 def is_supported(dtype: np.dtype) -> bool:
     return np.dtype(dtype) in SUPPORTED_DTYPES
 

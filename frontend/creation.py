@@ -6,23 +6,20 @@ from typing import Any
 
 import numpy as np
 
+from graphjit.compiler.dtypes import is_supported, supported_list
 from graphjit.compiler.errors import DTypeError
 
 from .numpy_api import METHODS, implements, lift_all
 from .shapes import broadcast_to
 from .source import user_source
-from .tracer import Tracer, _nearest_supported, broadcast_node, cast_node
+from .tracer import Tracer, broadcast_node, cast_node
 
 
 def astype(x: Tracer, dtype: Any, order="K", casting="unsafe", subok=True, copy=True) -> Tracer:
     dtype = np.dtype(dtype)
-    if dtype.kind not in "biuf":
-        raise DTypeError(f"graphjit does not compile dtype {dtype}; use float32, float64, "
-                         "int32, int64 or bool", user_source())
-    target = _nearest_supported(dtype)
-    if target != dtype:
-        raise DTypeError(f"graphjit does not compile dtype {dtype}; use float32, float64, int32, "
-                         "int64 or bool", user_source())
+    if not is_supported(dtype):
+        raise DTypeError(f"graphjit does not compile dtype {dtype}; use {supported_list('or')}",
+                         user_source())
     return Tracer(x._ctx, cast_node(x._ctx, x._id, dtype))
 
 
@@ -94,8 +91,6 @@ def _tracing_context() -> Any:
 
 
 def _supported_result(value: np.ndarray) -> bool:
-    from graphjit.compiler.dtypes import is_supported
-
     return isinstance(value, np.ndarray) and is_supported(value.dtype)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from graphjit.compiler.dtypes import is_supported
+from graphjit.compiler.dtypes import is_supported, supported_list
 from graphjit.compiler.errors import ArgumentError, DTypeError, UnsupportedError
 from graphjit.compiler.ir import Graph
 from graphjit.compiler.ops import Op
@@ -56,15 +56,15 @@ def device_array_dtype(value: Any) -> np.dtype:
 def leaf_spec(value: Any, where: str) -> LeafSpec:
     if isinstance(value, np.ndarray):
         if not is_supported(value.dtype):
-            raise DTypeError(f"{where} has dtype {value.dtype}; graphjit compiles float32, "
-                             "float64, int32, int64 and bool arrays: convert it with .astype() "
-                             "before the call, or mark the argument static", user_source())
+            raise DTypeError(f"{where} has dtype {value.dtype}; graphjit compiles "
+                             f"{supported_list()} arrays: convert it with .astype() before the "
+                             "call, or mark the argument static", user_source())
         return LeafSpec(value.shape, value.dtype)
     if isinstance(value, np.generic):
         if not is_supported(value.dtype):
-            raise DTypeError(f"{where} has dtype {value.dtype}; graphjit compiles float32, "
-                             "float64, int32, int64 and bool: convert it with .astype() before "
-                             "the call", user_source())
+            raise DTypeError(f"{where} has dtype {value.dtype}; graphjit compiles "
+                             f"{supported_list()}: convert it with .astype() before the call",
+                             user_source())
         return LeafSpec((), value.dtype)
     if is_python_scalar(value):
         return LeafSpec((), np.asarray(value).dtype if not isinstance(value, int) or
@@ -73,8 +73,8 @@ def leaf_spec(value: Any, where: str) -> LeafSpec:
         dtype = device_array_dtype(value)
         if not is_supported(dtype):
             raise DTypeError(f"{where} is a device array of dtype {dtype}; graphjit compiles "
-                             "float32, float64, int32, int64 and bool: convert it on the device "
-                             "(.astype()) before the call", user_source())
+                             f"{supported_list()}: convert it on the device (.astype()) before "
+                             "the call", user_source())
         return LeafSpec(tuple(value.shape), dtype)
     raise ArgumentError(f"{where} is of type {type(value).__name__}, which graphjit cannot pass "
                         "to compiled code: pass NumPy arrays, NumPy or Python scalars, or "

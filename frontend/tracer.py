@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from graphjit.compiler.dtypes import is_supported
+from graphjit.compiler.dtypes import is_supported, supported_list
 from graphjit.compiler.errors import (
     DTypeError, ReadOnlyError, ShapeError, TracerBoolError, UnsupportedError,
 )
@@ -122,8 +122,8 @@ def _nearest_supported(dtype: np.dtype) -> np.dtype:
         return np.dtype(np.int64) if wide else np.dtype(np.int32)
     if dtype.kind == "b":
         return np.dtype(bool)
-    raise DTypeError(f"graphjit does not compile dtype {dtype}; convert it to float32, float64, "
-                     "int32, int64 or bool before calling", user_source())
+    raise DTypeError(f"graphjit does not compile dtype {dtype}; convert it to "
+                     f"{supported_list('or')} before calling", user_source())
 
 
 def cast_node(ctx: TraceContext, node_id: int, dtype: np.dtype) -> int:
@@ -467,28 +467,19 @@ class Tracer:
     def __pos__(self): return Tracer(self._ctx, self._id, weak=self._weak, scalar=self._scalar)
     def __abs__(self): return apply_elementwise(Op.ABS, self)
 
-    def __invert__(self):
-        if self.dtype != np.dtype(bool):
-            raise UnsupportedError("~ on integer arrays (bitwise not) is not supported; "
-                                   "graphjit supports ~ on boolean arrays", user_source())
-        return apply_elementwise(Op.LOGICAL_NOT, self)
-
-    def __and__(self, o): return self._logical(Op.LOGICAL_AND, self, o, "&")
-    def __rand__(self, o): return self._logical(Op.LOGICAL_AND, o, self, "&")
-    def __or__(self, o): return self._logical(Op.LOGICAL_OR, self, o, "|")
-    def __ror__(self, o): return self._logical(Op.LOGICAL_OR, o, self, "|")
-    def __xor__(self, o): return self._logical(Op.LOGICAL_XOR, self, o, "^")
-    def __rxor__(self, o): return self._logical(Op.LOGICAL_XOR, o, self, "^")
-
-    @staticmethod
-    def _logical(op: Op, a: Any, b: Any, symbol: str) -> Tracer:
-        for v in (a, b):
-            kind = dtype_operand(v)
-            if not (kind is bool or (isinstance(kind, np.dtype) and kind.kind == "b")):
-                raise UnsupportedError(
-                    f"bitwise {symbol} on non-boolean arrays is not supported; graphjit supports "
-                    f"{symbol} on boolean arrays (comparisons)", user_source())
-        return apply_elementwise(op, a, b)
+    # bitwise operators are NumPy's bitwise ufuncs, on booleans and integers alike (their
+    # handlers and dtype rules come from the op table, as np.bitwise_and(a, b) does)
+    def __invert__(self): return np.invert(self)
+    def __and__(self, o): return np.bitwise_and(self, o)
+    def __rand__(self, o): return np.bitwise_and(o, self)
+    def __or__(self, o): return np.bitwise_or(self, o)
+    def __ror__(self, o): return np.bitwise_or(o, self)
+    def __xor__(self, o): return np.bitwise_xor(self, o)
+    def __rxor__(self, o): return np.bitwise_xor(o, self)
+    def __lshift__(self, o): return np.left_shift(self, o)
+    def __rlshift__(self, o): return np.left_shift(o, self)
+    def __rshift__(self, o): return np.right_shift(self, o)
+    def __rrshift__(self, o): return np.right_shift(o, self)
 
     def __lt__(self, o): return apply_elementwise(Op.LT, self, o)
     def __le__(self, o): return apply_elementwise(Op.LE, self, o)
@@ -509,6 +500,8 @@ class Tracer:
     def __iand__(self, o): return self._inplace(self & o)
     def __ior__(self, o): return self._inplace(self | o)
     def __ixor__(self, o): return self._inplace(self ^ o)
+    def __ilshift__(self, o): return self._inplace(self << o)
+    def __irshift__(self, o): return self._inplace(self >> o)
 
     # ---------------------------------------------------------------- indexing
     def __getitem__(self, key):
