@@ -148,10 +148,18 @@ def test_device_arrays_on_another_target_are_a_clear_error():
         gj.jit(lambda a: a + 1)(to_device(np.ones(3)))
 
 
-@pytest.mark.xfail(reason="float16 became a supported dtype (issue 11's legalize_dtypes pass) after this check was written; the device-dtype refusal must be reconciled with it", strict=False)
 def test_unsupported_device_dtype_is_a_dtype_error():
-    with pytest.raises(gj.GraphjitError, match="float16"):
-        gj.jit(lambda a: a * 2, target="cuda")(to_device(np.ones(3, np.float16)))
+    with pytest.raises(gj.GraphjitError, match="complex64"):
+        gj.jit(lambda a: a * 2, target="cuda")(to_device(np.ones(3, np.complex64)))
+
+
+def test_float16_device_arrays_compute_like_numpy():
+    # float16 is legalised like on the CPU: computed in float32, rounded after every op
+    values = np.linspace(-3, 3, 7).astype(np.float16)
+    out = gj.jit(lambda a: a * 2 + 1, target="cuda")(to_device(values))
+    host = out.copy_to_host() if hasattr(out, "copy_to_host") else np.asarray(out)
+    assert host.dtype == np.float16
+    np.testing.assert_array_equal(host, values * 2 + 1)
 
 
 def test_device_dtype_comes_from_the_interface_not_the_library_dtype():
