@@ -1,7 +1,10 @@
-"""Arrays made from others and dtype conversion: astype, copy, zeros_like, ones_like, empty_like,
-full_like."""
+"""Arrays made from others and dtype conversion (astype, copy, zeros_like, ones_like, empty_like,
+full_like), and arrays made inside the function (np.zeros & co. while a thread traces)."""
 from __future__ import annotations
 
+import sys
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -11,7 +14,7 @@ from graphjit.compiler.errors import DTypeError
 
 from .numpy_api import METHODS, implements, lift_all
 from .shapes import broadcast_to
-from .source import user_source
+from .source import _is_ours, user_source
 from .tracer import Tracer, broadcast_node, cast_node
 
 
@@ -71,12 +74,6 @@ def full_like(x, fill_value, dtype=None, order="K", subok=True, shape=None, **kw
 # (fresh storages: writable, mutable values). The wrappers are installed only while at least one
 # thread traces and act only for the tracing thread and only for calls from user code (graphjit's
 # and NumPy's own calls keep plain NumPy); everything else sees the original function.
-
-import sys
-import threading
-from collections.abc import Callable
-
-from .source import _is_ours
 
 _LOCAL = threading.local()
 _INSTALL_LOCK = threading.Lock()
