@@ -236,10 +236,12 @@ def _wrapper(name: str, original: Callable, make: Callable) -> Callable:
         stack = getattr(_LOCAL, "stack", None)
         if not stack:
             return original(*args, **kwargs)
-        caller = sys._getframe(1).f_code
+        frame = sys._getframe(1)
+        caller = frame.f_code
         # Compiled extensions (numpy.random, SciPy) call np.empty & co. with no Python frame of
         # their own: they must get real arrays. A Python caller that names the function is user code.
-        if _is_ours(caller.co_filename) or name not in caller.co_names:
+        if _is_ours(frame.f_globals.get("__name__"), caller.co_filename) or \
+                name not in caller.co_names:
             return original(*args, **kwargs)
         if any(isinstance(v, Tracer) and (v._ctx is not stack[-1] or name not in TRACER_AWARE)
                for v in (*args, *kwargs.values())):

@@ -5,23 +5,19 @@ import functools
 import os
 import sys
 
-import numpy as np
-
-_OUR_DIRS = tuple(
-    os.path.dirname(os.path.abspath(p)) + os.sep
-    for p in (__file__, os.path.join(os.path.dirname(__file__), "..", "compiler", "x"),
-              os.path.join(os.path.dirname(__file__), "..", "runtime", "x"),
-              os.path.join(os.path.dirname(__file__), "..", "graphjit", "x"))
-)
-_SKIP_DIRS = tuple(os.path.normpath(d) + os.sep for d in _OUR_DIRS) + (
-    os.path.dirname(np.__file__) + os.sep,
-)
+# Frames are recognised by the module that runs them, not by its file's path, so the same rule
+# holds in an editable checkout, a site-packages install and a zipped wheel.
+_OUR_PACKAGES = ("graphjit", "numpy")
 
 
 @functools.lru_cache(maxsize=4096)
-def _is_ours(filename: str) -> bool:
-    return os.path.normpath(os.path.abspath(filename)).startswith(_SKIP_DIRS) or \
-        filename.startswith("<frozen")
+def _is_ours(module: str | None, filename: str) -> bool:
+    if filename.startswith("<frozen"):
+        return True
+    if not module:
+        return False
+    return any(module == package or module.startswith(package + ".")
+               for package in _OUR_PACKAGES)
 
 
 def user_source() -> str:
@@ -29,7 +25,7 @@ def user_source() -> str:
     frame = sys._getframe(1)
     while frame is not None:
         filename = frame.f_code.co_filename
-        if not _is_ours(filename):
+        if not _is_ours(frame.f_globals.get("__name__"), filename):
             return f"{os.path.basename(filename)}:{frame.f_lineno}"
         frame = frame.f_back
     return ""
