@@ -424,6 +424,13 @@ def _scatter_add_vjp(b: Builder, node_id: int, g: int):
     return (g, g_value, *(None for _ in indices))
 
 
+def _scatter_ufunc_vjp(b: Builder, node_id: int, g: int):
+    node = b.node(node_id)
+    raise GraphjitError(f"cannot differentiate through np.{node.attrs['ufunc']}.at with repeated "
+                        "or traced indices; only np.add.at / np.subtract.at have a derivative "
+                        "there (with unique constant indices every ufunc.at does)", node.source)
+
+
 # ---------------------------------------------------------------- rules: NumPy's other ufuncs
 
 def _one_minus_square(b: Builder, x: int) -> int:
@@ -533,6 +540,7 @@ VJP_RULES: dict[Op, VjpRule] = {
     Op.GETITEM: _getitem_vjp,
     Op.SETITEM: _setitem_vjp,
     Op.SCATTER_ADD: _scatter_add_vjp,
+    Op.SCATTER_UFUNC: _scatter_ufunc_vjp,
 }
 VJP_RULES.update(ELEMENTWISE_RULES)
 VJP_RULES[Op.HOST_CALL] = _host_call_vjp

@@ -111,6 +111,7 @@ class Op(enum.Enum):
     GETITEM = "getitem"
     SETITEM = "setitem"
     SCATTER_ADD = "scatter_add"
+    SCATTER_UFUNC = "scatter_ufunc"
     # counter-based randomness: pure functions of (key, shape)
     RANDOM_UNIFORM = "random_uniform"
     RANDOM_NORMAL = "random_normal"
@@ -408,6 +409,23 @@ def _scatter_add_impl(target, value, *indices, template):
     return out
 
 
+def _scatter_ufunc_impl(target, *operands, template, ufunc, with_value):
+    """ufunc.at by NumPy itself: unbuffered, so repeated indices apply the ufunc repeatedly."""
+    out = np.array(target, copy=True)
+    values, indices = (operands[:1], operands[1:]) if with_value else ((), operands)
+    getattr(np, ufunc).at(out, build_index_key(template, list(indices)), *values)
+    return out
+
+
+def scatter_ufunc_rule(shape: Shape, *operands: Shape, template: tuple, ufunc: str,
+                       with_value: bool) -> Shape:
+    values, indices = (operands[:1], operands[1:]) if with_value else ((), operands)
+    target = _key_result_shape(template, shape, list(indices))
+    for value in values:
+        np.broadcast_shapes(value, target)
+    return shape
+
+
 def _ufunc_entry(op: Op, ufunc: np.ufunc) -> OpDef:
     return OpDef(
         op, OpKind.ELEMENTWISE, ufunc.nin, same_shape, ufunc_dtype(ufunc),
@@ -513,6 +531,8 @@ OPS.update({
     Op.SETITEM: OpDef(Op.SETITEM, OpKind.INDEX, None, setitem_rule, first_dtype, _setitem_impl),
     Op.SCATTER_ADD: OpDef(Op.SCATTER_ADD, OpKind.INDEX, None, setitem_rule, first_dtype,
                           _scatter_add_impl),
+    Op.SCATTER_UFUNC: OpDef(Op.SCATTER_UFUNC, OpKind.INDEX, None, scatter_ufunc_rule,
+                            first_dtype, _scatter_ufunc_impl),
 })
 
 # ---------------------------------------------------------------- counter-based randomness

@@ -8,12 +8,12 @@ from typing import Any
 
 import numpy as np
 
-from graphjit.compiler.errors import ShapeError, UnsupportedError
+from graphjit.compiler.errors import DTypeError, ShapeError, UnsupportedError
 from graphjit.compiler.ops import Op
 
 from .numpy_api import METHODS, UFUNC_METHODS, handle_ufunc, implements, lift
 from .source import user_source
-from .tracer import Tracer, broadcast_node, cast_node, reshape_node
+from .tracer import Tracer, broadcast_node, cast_node, dtype_operand, reshape_node
 
 
 def _target(a: Any, function: str) -> Tracer:
@@ -170,36 +170,49 @@ def putmask(a: Any, mask: Any, values: Any) -> None:
 # ---------------------------------------------------------------- ufunc.at beyond add/subtract
 
 def _ufunc_at(ufunc: np.ufunc, inputs: tuple, kwargs: dict) -> None:
-    """ufunc.at: np.add/np.subtract scatter-add (repeated indices accumulate); any other ufunc
-    is a gather, the ufunc and a scatter, exact when the indices are known not to repeat."""
+    """ufunc.at: np.add/np.subtract of values the target's dtype holds are a scatter-add (fused,
+    differentiable); any ufunc over constant indices that never repeat is a gather, the ufunc
+    and a scatter; everything else (repeats, traced indices) is NumPy's own ufunc.at."""
     from .elementwise import ufunc_at
     from .indexing import getitem, setitem
 
-    target = inputs[0]
-    if ufunc in (np.add, np.subtract):
-        _target(target, f"np.{ufunc.__name__}.at")
+    target = _target(inputs[0], f"np.{ufunc.__name__}.at")
+    values = inputs[2:]
+    if ufunc in (np.add, np.subtract) and len(values) == 1 and np.can_cast(
+            dtype_operand(lift(target._ctx, values[0])), target.dtype, "same_kind"):
         ufunc_at(ufunc, *inputs)
         return None
-    target = _target(target, f"np.{ufunc.__name__}.at")
     indices = inputs[1]
-    values = inputs[2:] if len(inputs) > 2 else ()
     probe = np.arange(target.size).reshape(target.shape)
     key = indices if isinstance(indices, tuple) else (indices,)
     concrete = [_concrete(k) if isinstance(k, Tracer) else k for k in key]
-    if any(c is None for c in concrete):
-        raise UnsupportedError(
-            f"np.{ufunc.__name__}.at with traced indices is not supported (repeated indices must "
-            "apply the ufunc repeatedly); graphjit traces np.add.at / np.subtract.at with any "
-            f"indices and np.{ufunc.__name__}.at with constant indices", user_source())
-    hit = probe[tuple(concrete)].reshape(-1)
-    if np.unique(hit).size != hit.size:
-        raise UnsupportedError(
-            f"np.{ufunc.__name__}.at with repeated indices is not supported (only np.add.at and "
-            "np.subtract.at accumulate repeats); use unique indices", user_source())
+    hit = None if any(c is None for c in concrete) else probe[tuple(concrete)].reshape(-1)
+    if hit is None or np.unique(hit).size != hit.size:
+        # repeated (or unknown) indices apply the ufunc once per occurrence: NumPy's own
+        # ufunc.at runs it, as a host step
+        _scatter_ufunc(ufunc, target, indices, values)
+        return None
     old = getitem(target, indices)
     new = handle_ufunc(ufunc, "__call__", (old, *values), {})
     setitem(target, indices, new)
     return None
+
+
+def _scatter_ufunc(ufunc: np.ufunc, target: Tracer, indices: Any, values: tuple) -> None:
+    from .indexing import index_template
+
+    ctx = target._ctx
+    if len(values) != ufunc.nin - 1:
+        raise ShapeError(f"np.{ufunc.__name__}.at takes {ufunc.nin - 1} value operand(s), got "
+                         f"{len(values)}", user_source())
+    # NumPy computes in the promoted dtype and casts the results back unsafely: so does its
+    # own ufunc.at, run as the host step
+    value_ids = [lift(ctx, value)._id for value in values]
+    template, index_ids = index_template(target, indices)
+    result = ctx.add(Op.SCATTER_UFUNC, (target._id, *value_ids, *index_ids),
+                     {"template": template, "ufunc": ufunc.__name__,
+                      "with_value": bool(value_ids)})
+    target._write(result)
 
 
 UFUNC_METHODS["at"] = _ufunc_at

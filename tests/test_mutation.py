@@ -528,3 +528,51 @@ def test_grad_through_writes_matches_finite_differences(fn, shape):
     x = np.random.default_rng(3).normal(size=shape)
     got = gj.jit(gj.grad(fn))(x)
     np.testing.assert_allclose(got, finite_differences(fn, x), rtol=1e-6, atol=1e-7)
+
+
+# ---------------------------------------------------------------- ufunc.at for every ufunc
+
+UFUNC_AT_CASES = [
+    (np.multiply, np.float64, 1.5), (np.maximum, np.float64, 0.25), (np.minimum, np.float32, 0.0),
+    (np.divide, np.float64, 2.0), (np.power, np.float64, 2.0), (np.fmax, np.float64, np.nan),
+    (np.bitwise_or, np.int64, 6), (np.left_shift, np.int32, 1), (np.add, np.int64, -0.5),
+    (np.subtract, np.int8, 300.7), (np.add, np.float32, 1e-9), (np.negative, np.float64, None),
+]
+
+
+@pytest.mark.parametrize("ufunc,dtype,value", UFUNC_AT_CASES,
+                         ids=lambda v: getattr(v, "__name__", None) or str(v))
+@pytest.mark.parametrize("traced_indices", [False, True])
+def test_ufunc_at_applies_once_per_repeated_index(ufunc, dtype, value, traced_indices):
+    """Repeated indices apply the ufunc repeatedly (unbuffered), as NumPy's ufunc.at does,
+    including NumPy's unsafe cast of the results back into the target's dtype."""
+    values = () if value is None else (value,)
+    constant = np.array([0, 2, 2, 4, 0])
+
+    def update(a, i):
+        np.multiply(a, 1, out=a)                   # a traced write before the scatter
+        ufunc.at(a, i if traced_indices else constant, *values)
+        return a.sum()
+
+    a = (np.arange(6) + 1).astype(dtype)
+    check_against_numpy(update, a, constant)
+
+
+def test_ufunc_at_through_a_view_and_with_a_value_array():
+    def update(x, i, v):
+        y = x * 1.0
+        np.maximum.at(y[:, 1:], (i, i), v)        # a 2-D scatter into a view
+        np.multiply.at(y[0], i, 2.0)
+        return y
+
+    check_against_numpy(update, arr(4, 5), np.array([1, 1, 3]), arr(3))
+
+
+def test_ufunc_at_with_repeats_refuses_differentiation_clearly():
+    def loss(x, i):
+        y = x * 1.0
+        np.multiply.at(y, i, 2.0)
+        return y.sum()
+
+    with pytest.raises(GraphjitError, match=r"multiply\.at"):
+        gj.jit(gj.grad(loss))(arr(4), np.array([0, 0, 1]))
