@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import llvmlite.binding as llvm
 import numpy as np
 
+import graphjit as gj
 from graphjit.compiler.ir import Attrs
 from graphjit.compiler.kernel import (
     Access, Buffer, BufferKind, Instr, Level, LoopKernel, Operand, Store,
@@ -714,3 +715,18 @@ def test_split_full_reductions_on_the_cpu_are_accurate_and_propagate_nan():
     y[777_777] = np.nan
     total, high, low, _ = fn(y)
     assert np.isnan(total) and np.isnan(high) and np.isnan(low)
+
+
+def test_kernels_that_differ_only_in_their_buffers_share_one_compiled_body():
+    """Unrolled loops make many equal kernels: each keeps its own trampoline (its buffers out of
+    the program's table) and all call one body, compiled once, with the right buffers."""
+    def twin_reductions(x, y, z):
+        return np.exp(x).sum(axis=1), np.exp(y).sum(axis=1), np.exp(z * 2.0).sum(axis=1)
+
+    args = [np.random.default_rng(n).standard_normal((8, 128)) for n in range(3)]
+    lowered = gj.jit(twin_reductions).lower(*args)
+    llvm_text = lowered.as_text("llvm")
+    assert lowered.as_text("program").count("\nk") == 3
+    assert llvm_text.count("define void @gj_body") == 2       # x and y share; z * 2.0 differs
+    for expected, actual in zip(twin_reductions(*args), gj.jit(twin_reductions)(*args)):
+        np.testing.assert_allclose(actual, expected, rtol=1e-12)

@@ -250,3 +250,21 @@ def test_every_step_type_is_produced_for_a_mixed_graph():
 
     program = program_of(fn, f32(4, 3), f32(3, 5), np.array([1, 0]))
     assert {type(s) for s in program.steps} == {MatmulKernel, HostKernel, LoopKernel}
+
+
+def test_a_long_chain_of_dependent_reductions_is_cut_into_bounded_kernels():
+    """LLVM's time on one function grows much faster than its number of loops: a chain of 40
+    dependent reductions becomes kernels of at most MAX_KERNEL_REDUCTIONS reductions each."""
+    from graphjit.compiler.passes.fuse import MAX_KERNEL_REDUCTIONS
+
+    def drift(x):
+        for _ in range(40):
+            x = x * 1.0001 + x.mean() * 1e-4
+        return x
+
+    x = np.random.default_rng(0).standard_normal((8, 64))
+    program = gj.jit(drift).lower(x).as_text("program")
+    kernels = program.split("\nk")[1:]
+    assert len(kernels) >= -(-40 // MAX_KERNEL_REDUCTIONS)
+    assert all(k.count(" sum ") <= MAX_KERNEL_REDUCTIONS for k in kernels)
+    np.testing.assert_allclose(gj.jit(drift)(x), drift(x), rtol=1e-12)

@@ -288,6 +288,10 @@ def check_group(graph: Graph, analysis: ViewAnalysis, members: set[int], kind: s
 # ---------------------------------------------------------------- grouping
 
 MAX_KERNEL_NODES = 512
+# each reduction in a loop group is one more pass over the loop space, and LLVM's time on a
+# function grows much faster than its number of loops: chains of dependent reductions are cut
+MAX_KERNEL_REDUCTIONS = 16
+MAX_SIBLING_CANDIDATES = 4
 
 @dataclass
 class Group:
@@ -419,7 +423,10 @@ class _Grouper:
         """Fuse with a loop group that reads the same inputs (so they are read once)."""
         producers = {self.group_of[r] for r in roots if r in self.group_of}
         for root in roots:
-            for group_id in sorted(self.readers_of_root.get(root, ())):
+            # the most recent readers only: every candidate costs a cycle check, and a value read
+            # all along a long program would make placing each node cost the program's length
+            readers = sorted(self.readers_of_root.get(root, ()))[-MAX_SIBLING_CANDIDATES:]
+            for group_id in readers:
                 group = self.groups.get(group_id)
                 if group is None or group.kind != LOOP:
                     continue
@@ -427,12 +434,20 @@ class _Grouper:
                     return self.merge(node_id, {group_id})
         return None
 
+    def _reductions_in(self, group_id: int) -> int:
+        return sum(1 for m in self.groups[group_id].members if self.graph.node(m).op in REDUCTIONS)
+
     def try_merge(self, node_id: int, group_ids: set[int], producers: set[int]) -> str | None:
         size = 1 + sum(len(self.groups[g].members) for g in group_ids)
         if size > MAX_KERNEL_NODES:
             # LLVM's time on one huge loop body grows faster than its size: long unrolled
             # chains are cut into kernels of bounded size (one extra pass over memory each)
             return f"the kernel already has {size - 1} nodes (the cap is {MAX_KERNEL_NODES})"
+        if self.graph.node(node_id).op in REDUCTIONS:
+            reductions = 1 + sum(self._reductions_in(g) for g in group_ids)
+            if reductions > MAX_KERNEL_REDUCTIONS:
+                return (f"the kernel already has {reductions - 1} reductions (the cap is "
+                        f"{MAX_KERNEL_REDUCTIONS})")
         kinds = {self.groups[g].kind for g in group_ids}
         kind = MATMUL if MATMUL in kinds else LOOP
         reason = None

@@ -54,7 +54,7 @@ class Rendered(Protocol):
     """What loops.render_loop_kernel returns (runtime/cpu/loops.py: RenderedKernel)."""
 
     name: str
-    llvm_ir: str
+    modules: tuple[str, ...]   # LLVM texts that define `name`; equal texts are linked once
     extent: int
     cost_per_item: int
 
@@ -429,7 +429,8 @@ def _plan_and_sources(program: Program, rendered: dict[int, Rendered], threads: 
     items = planner.plan(bind_natively)
     segments = [item for item in items if isinstance(item, llvm.Segment)]
     kernels = _unique(rendered.values())
-    sources = [r.llvm_ir for r in kernels] + [llvm.segments_ir(segments)]
+    modules = dict.fromkeys(text for r in kernels for text in r.modules)
+    sources = [*modules, llvm.segments_ir(segments)]
     symbols = [r.name for r in kernels] + [s.name for s in segments]
     return planner, items, sources, symbols
 
