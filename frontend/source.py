@@ -1,6 +1,7 @@
 """Find the user's source line for the node being traced."""
 from __future__ import annotations
 
+import dis
 import functools
 import os
 import sys
@@ -30,3 +31,20 @@ def user_source() -> str:
         frame = frame.f_back
     return ""
 
+
+
+@functools.lru_cache(maxsize=1024)
+def _opcodes(code) -> dict[int, str]:
+    return {instruction.offset: instruction.opname for instruction in dis.get_instructions(code)}
+
+
+def caller_opcode() -> str | None:
+    """The bytecode the innermost user frame is running (BINARY_SUBSCR for `table[ids]`,
+    STORE_SUBSCR for `table[i] = v`), so a conversion NumPy asks for can say why it happened."""
+    frame = sys._getframe(1)
+    while frame is not None and _is_ours(frame.f_globals.get("__name__"),
+                                         frame.f_code.co_filename):
+        frame = frame.f_back
+    if frame is None:
+        return None
+    return _opcodes(frame.f_code).get(frame.f_lasti)

@@ -16,6 +16,7 @@ from graphjit.compiler.errors import (
 from graphjit.compiler.ir import Graph
 from graphjit.compiler.ops import Op, UFUNC_OPS
 
+from .source import caller_opcode as _caller_opcode
 from .source import user_source
 from .storage import Layout, Storage, ViewStep, contiguous_layout
 
@@ -346,12 +347,13 @@ class Tracer:
         return self._rebind(result)
 
     # ---------------------------------------------------------------- concrete conversions
-    def _concrete_error(self, what: str) -> TracerBoolError:
+    def _concrete_error(self, what: str, advice: str | None = None) -> TracerBoolError:
+        advice = advice or ("Use np.where(cond, a, b) instead of if/else on array values, or mark "
+                            "the argument static with gj.jit(static_argnums=...) / "
+                            "static_argnames=...")
         return TracerBoolError(
             f"{what} of a traced array (shape {self.shape}, dtype {self.dtype}): its value is not "
-            "known while graphjit traces the function. Use np.where(cond, a, b) instead of "
-            "if/else on array values, or mark the argument static with "
-            "gj.jit(static_argnums=...) / static_argnames=...", user_source())
+            f"known while graphjit traces the function. {advice}", user_source())
 
     def _known(self) -> np.ndarray | None:
         """This array's value if it depends on constants only (an array made inside the function
@@ -389,14 +391,21 @@ class Tracer:
         value = self._known()
         if value is not None:
             return value if dtype is None else value.astype(dtype)
+        opcode = _caller_opcode()
+        if opcode == "BINARY_SUBSCR":
+            raise self._concrete_error(
+                "indexing a NumPy array that is not traced (a global or closed-over array) with "
+                "the value", "Index it with np.take(table, ids, axis=0), or pass the array in as "
+                "an argument.")
+        if opcode == "STORE_SUBSCR":
+            raise self._concrete_error(
+                "storing into a NumPy array that was not made inside the function (a global or "
+                "closed-over array) the value", "Make a traced copy with np.array(table) inside "
+                "the function and return it, or pass the array in as an argument and write it "
+                "there (graphjit writes arguments back).")
         raise self._concrete_error(
-            "conversion to a concrete NumPy array (np.asarray/np.array of a traced value from "
-            "a function graphjit does not trace; indexing a NumPy array that is not traced (a "
-            "global or closed-over array) with a traced index: use np.take(table, ids, axis=0) "
-            "or pass the array in as an argument; or storing a traced value into a NumPy array "
-            "that was not made inside the function (a global or closed-over array): make a "
-            "traced copy with np.array(table) inside the function, or pass it in and write it "
-            "there, which graphjit writes back)")
+            "conversion to a concrete NumPy array (np.asarray/np.array of a traced value, from "
+            "a function graphjit does not trace or from your code)")
 
     def tolist(self):
         return self._concrete("tolist()").tolist()

@@ -341,8 +341,10 @@ def test_closed_over_array_with_traced_index_names_the_fix():
     def fn(ids):
         return TABLE[ids]
 
-    with pytest.raises(GraphjitError, match=r"np\.take\(table, ids, axis=0\)"):
+    with pytest.raises(GraphjitError, match=r"^test_mutation\.py:\d+: indexing a NumPy array "
+                       r"that is not traced.*np\.take\(table, ids, axis=0\)") as error:
         gj.jit(fn)(np.array([0, 2]))
+    assert "storing" not in str(error.value)
     check_against_numpy(lambda ids: np.take(TABLE, ids, axis=0), np.array([0, 2]))
 
 
@@ -351,8 +353,10 @@ def test_writing_into_a_closed_over_array_is_refused():
         TABLE[0] = x
         return x
 
-    with pytest.raises(GraphjitError, match="closed-over"):
+    with pytest.raises(GraphjitError, match=r"storing into a NumPy array that was not made "
+                       r"inside the function.*np\.array\(table\)") as error:
         gj.jit(fn)(arr(3))
+    assert "np.take" not in str(error.value)
 
     def fn2(x):
         np.add(x, 1.0, out=TABLE[0])
