@@ -495,6 +495,47 @@ def _host_call_vjp(b: Builder, node_id: int, g: int):
     return rule(b, node_id, g)
 
 
+def _host_permutation(b: Builder, x: int, function: str, axis: int) -> int:
+    """A host step giving the int64 argsort of `x` along `axis` (a stable order)."""
+    kwargs = (("axis", axis), ("kind", "stable"))
+    return b.emit(Op.HOST_CALL, (x,), function=function, output=-1, kwargs=kwargs,
+                  shape=b.node(x).shape, dtype=np.dtype(np.int64))
+
+
+def _sort_vjp(b: Builder, node_id: int, g: int):
+    """y = x[perm] along the axis, perm = argsort(x): dx = g[inverse(perm)], a gather. Tied
+    values share their cotangents in argsort's (stable) order, a valid subgradient."""
+    node = b.node(node_id)
+    (x,) = node.args
+    shape = b.node(x).shape
+    axis = dict(node.attrs["kwargs"]).get("axis", -1)
+    if axis is None:
+        x, axis = b.reshape(x, (int(np.prod(shape, dtype=np.int64)),)), 0
+    axis %= len(b.node(x).shape)
+    perm = _host_permutation(b, x, "argsort", axis)
+    inverse = _host_permutation(b, perm, "argsort", axis)
+    gx = b.emit(Op.TAKE_ALONG_AXIS, (g, inverse), axis=axis)
+    return (b.reshape(gx, shape),)
+
+
+def _unwrap_vjp(b: Builder, node_id: int, g: int):
+    """unwrap adds piecewise-constant multiples of the period: its derivative is 1."""
+    (x,) = b.node(node_id).args
+    return (b.cast(g, b.node(x).dtype),)
+
+
+def _bincount_vjp(b: Builder, node_id: int, g: int):
+    """counts[k] = sum of weights[j] where x[j] == k: d weights[j] = g[x[j]]."""
+    x, *weights = b.node(node_id).args
+    if not weights:
+        return (None,)
+    gw = b.emit(Op.TAKE, (g, x), axis=0)
+    return (None, b.cast(gw, b.node(weights[0]).dtype))
+
+
+HOST_CALL_RULES.update({"sort": _sort_vjp, "unwrap": _unwrap_vjp, "bincount": _bincount_vjp})
+
+
 # ---------------------------------------------------------------- the table
 
 VJP_RULES: dict[Op, VjpRule] = {
