@@ -279,8 +279,9 @@ for _name in ("trapezoid", "trapz"):
 
 @implements(np.convolve)
 def convolve(a, v, mode="full") -> Tracer:
-    """Full convolution as a sum of shifted slices of the zero-padded longer input (one fused
-    loop), then NumPy's window for `same`/`valid`; a long kernel is a host step."""
+    """Full convolution as a sum of shifted, zero-padded products (one fused loop; products
+    only where the inputs overlap, so an inf meets no padding zero), then NumPy's window for
+    `same`/`valid`; a long kernel is a host step."""
     ctx = _context(a, v)
     a, v = (reshape(t, (1,)) if t.ndim == 0 else t for t in (_strong(ctx, a), _strong(ctx, v)))
     if a.ndim != 1 or v.ndim != 1:
@@ -300,12 +301,11 @@ def convolve(a, v, mode="full") -> Tracer:
         return host_call("convolve", [a, v], mode=mode)
     dtype = np.result_type(a.dtype, v.dtype)
     a, v = astype(a, dtype), astype(v, dtype)
-    padding = np.zeros(m - 1, dtype)
-    padded = concatenate([padding, a, padding]) if m > 1 else a
     full = None
-    for j in range(m):   # full[k] = sum_j a[k - j] * v[j], summed in NumPy's order (j = m-1..0)
-        tap = m - 1 - j
-        term = padded[m - 1 - tap:m - 1 - tap + n + m - 1] * v[tap]
+    for tap in range(m):   # full[k] = sum over taps of a[k - tap] * v[tap], where they overlap
+        term = a * v[tap]
+        pads = [np.zeros(count, dtype) for count in (tap, m - 1 - tap)]
+        term = concatenate([p for p in (pads[0], term, pads[1]) if p.size] or [term])
         full = term if full is None else full + term
     if mode == "full":
         return full
