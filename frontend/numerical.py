@@ -34,7 +34,7 @@ def _static_scalar(value: Any, what: str, function: str) -> Any:
             raise UnsupportedError(f"np.{function}: {what} must be a static number, not a "
                                    "traced value", user_source())
         return known.item()
-    return value
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _strong(ctx: Any, value: Any) -> Tracer:
@@ -156,16 +156,13 @@ def cross(a, b, axisa=-1, axisb=-1, axisc=-1, axis=None) -> Tracer:
 
 # ---------------------------------------------------------------- statistics
 
-def _rows(ctx: Any, m: Any, dtype: np.dtype, rowvar: bool) -> Tracer:
-    """np.array(m, ndmin=2, dtype=dtype), observations along axis 1."""
+def _as_2d(ctx: Any, m: Any, dtype: np.dtype, name: str) -> tuple[Tracer, int]:
+    """np.array(m, ndmin=2, dtype=dtype), and m's own number of dimensions."""
     x = astype(_strong(ctx, m), dtype)
-    if x.ndim > 2:
-        raise ShapeError("m has more than 2 dimensions", user_source())
-    if x.ndim < 2:
-        x = reshape(x, (1,) * (2 - x.ndim) + x.shape)
-    if not rowvar and x.shape[0] != 1:
-        x = x.T
-    return x
+    ndim = x.ndim
+    if ndim > 2:
+        raise ShapeError(f"{name} has more than 2 dimensions", user_source())
+    return (reshape(x, (1,) * (2 - ndim) + x.shape) if ndim < 2 else x), ndim
 
 
 def _weights(ctx: Any, weights: Any, name: str, samples: int) -> Tracer:
@@ -192,11 +189,16 @@ def cov(m, y=None, rowvar=True, bias=False, ddof=None, fweights=None, aweights=N
     operands = [_strong(ctx, m)] + ([] if y is None else [_strong(ctx, y)])
     if dtype is None:
         dtype = np.result_type(*(t.dtype for t in operands), np.float64)
-    x = _rows(ctx, m, dtype, rowvar or np.ndim(m) == 1)
+    x, m_ndim = _as_2d(ctx, m, dtype, "m")
+    if not rowvar and m_ndim != 1:      # NumPy's two tests differ: m by ndim, y by shape
+        x = x.T
     if x.shape[0] == 0:
         return lift(ctx, np.array([]).reshape(0, 0))
     if y is not None:
-        x = concatenate([x, _rows(ctx, y, dtype, rowvar)], axis=0)
+        y, _ = _as_2d(ctx, y, dtype, "y")
+        if not rowvar and y.shape[0] != 1:
+            y = y.T
+        x = concatenate([x, y], axis=0)
     ddof = (1 if bias == 0 else 0) if ddof is None else int(ddof)
     w = None
     if fweights is not None:

@@ -168,14 +168,17 @@ def histogram(a, bins=10, range=None, density=None, weights=None) -> tuple[Trace
 
 @implements(np.bincount)
 def bincount(x, weights=None, minlength=0) -> Tracer:
-    """The result has max(x) + 1 (at least `minlength`) elements: only a static `minlength`
-    gives it a static length. A value >= minlength is then an error at run time."""
+    """The result has max(x) + 1 (at least `minlength`) elements: static when x is a constant,
+    or given by a static `minlength` (a value >= minlength is then an error at run time)."""
     done, result = _eager_on_known(np.bincount, (x,), {"weights": weights,
                                                       "minlength": minlength})
     if done:
         return result
     length = _static(minlength, "minlength", "bincount")
-    if not length:
+    known_x = x._known() if isinstance(x, Tracer) else np.asarray(x)
+    if known_x is not None:       # constant bins, traced weights: the length is known
+        length = np.bincount(known_x, minlength=length or 0).shape[0]
+    elif not length:
         raise UnsupportedError(
             "np.bincount(x) has max(x) + 1 elements, which depends on the values of x, so its "
             "shape is not known while tracing. Pass minlength=N (a static bound on the values: "

@@ -246,6 +246,8 @@ def test_bincount_without_minlength_is_refused_unless_known():
     expect_error(fn, line_of(fn, "np.bincount"), np.array([1, 2]),
                  hints=("depends on the values", "minlength="))
     check_against_numpy(lambda a: a + np.bincount(np.array([0, 1, 1, 3])), np.arange(4))
+    check_against_numpy(lambda w: np.bincount(np.array([0, 4, 1, 4]), weights=w),
+                        np.linspace(0, 1, 4))
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
@@ -350,6 +352,8 @@ def test_cov_and_corrcoef_match_numpy(dtype):
         lambda a: np.cov(a, dtype=np.float32),
         lambda a: np.cov(a[:0]),
         lambda a: np.cov(a[:, :1]),
+        lambda a: np.cov(a[:1], rowvar=False),
+        lambda a: np.cov(a[0], a[:1], rowvar=False),
         np.corrcoef,
         lambda a: np.corrcoef(a[0], a[1]),
         lambda a: np.corrcoef(a, rowvar=False),
