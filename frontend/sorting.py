@@ -77,9 +77,17 @@ def argsort(a, axis=-1, kind=None, order=None, *, stable=None) -> Tracer:
                      **_options(kind=kind, stable=stable))
 
 
+def _in_place_axis(axis: Any, method: str) -> int:
+    if axis is None:
+        raise DTypeError(f"ndarray.{method}(axis=None): the in-place method needs an integer "
+                         f"axis (NumPy raises too); np.{method}(a, axis=None) returns a "
+                         "flattened copy", user_source())
+    return axis
+
+
 def sort_in_place(a: Tracer, axis=-1, kind=None, order=None, *, stable=None) -> None:
     """ndarray.sort(): the array itself (and every view of it) is sorted, as NumPy does."""
-    a._rebind(sort(a, axis, kind, order, stable=stable))
+    a._rebind(sort(a, _in_place_axis(axis, "sort"), kind, order, stable=stable))
 
 
 def _kth(kth: Any, function: str) -> int | tuple[int, ...]:
@@ -105,7 +113,7 @@ def argpartition(a, kth, axis=-1, kind="introselect", order=None) -> Tracer:
 
 def partition_in_place(a: Tracer, kth, axis=-1, kind="introselect", order=None) -> None:
     """ndarray.partition(): partitions the array itself, as NumPy does."""
-    a._rebind(partition(a, kth, axis, kind, order))
+    a._rebind(partition(a, kth, _in_place_axis(axis, "partition"), kind, order))
 
 
 METHODS["sort"] = sort_in_place

@@ -133,7 +133,7 @@ def sort_a_view(a):
 
 def sort_a_local_copy(a):
     b = a.copy()
-    b.sort(axis=None) if b.ndim == 1 else b.sort(axis=-1)
+    b.sort(axis=-1)
     return b, a
 
 
@@ -148,6 +148,16 @@ def partition_argument(a):
 @pytest.mark.parametrize("dtype", [np.dtype(np.int32), np.dtype(np.float32)], ids=str)
 def test_in_place_sort_mutates_like_numpy(fn, dtype):
     check_against_numpy(fn, array((3, 6), dtype, seed=5))
+
+
+def test_in_place_sort_needs_an_integer_axis_like_numpy():
+    def fn(a):
+        a.sort(axis=None)
+
+    with pytest.raises(TypeError):
+        fn(np.ones((2, 2)))
+    with pytest.raises(DTypeError, match="integer axis"):
+        gj.jit(fn)(np.ones((2, 2)))
 
 
 def test_in_place_sort_of_a_read_only_view_is_refused():
