@@ -12,6 +12,7 @@ from graphjit.compiler.errors import DTypeError, ShapeError, UnsupportedError
 
 from .creation import astype
 from .elementwise import host_call, where
+from .indexing import take
 from .numpy_api import _first_tracer, implements, lift, lift_all
 from .shapes import concatenate, moveaxis, reshape, stack
 from .source import user_source
@@ -281,9 +282,8 @@ for _name in ("trapezoid", "trapz"):
 
 @implements(np.convolve)
 def convolve(a, v, mode="full") -> Tracer:
-    """Full convolution as a sum of shifted, zero-padded products (one fused loop; products
-    only where the inputs overlap, so an inf meets no padding zero), then NumPy's window for
-    `same`/`valid`; a long kernel is a host step."""
+    """A sum over the kernel's taps of shifted slices (one fused loop for the bulk), then
+    NumPy's window for `same`/`valid`; a long kernel is a host step."""
     ctx = _context(a, v)
     a, v = (reshape(t, (1,)) if t.ndim == 0 else t for t in (_strong(ctx, a), _strong(ctx, v)))
     if a.ndim != 1 or v.ndim != 1:
@@ -303,18 +303,32 @@ def convolve(a, v, mode="full") -> Tracer:
         return host_call("convolve", [a, v], mode=mode)
     dtype = np.result_type(a.dtype, v.dtype)
     a, v = astype(a, dtype), astype(v, dtype)
-    full = None
-    for tap in range(m):   # full[k] = sum over taps of a[k - tap] * v[tap], where they overlap
-        term = a * v[tap]
-        pads = [np.zeros(count, dtype) for count in (tap, m - 1 - tap)]
-        term = concatenate([p for p in (pads[0], term, pads[1]) if p.size] or [term])
-        full = term if full is None else full + term
-    if mode == "full":
-        return full
-    if mode == "same":
-        start = (m - 1) // 2
-        return full[start:start + n]
-    return full[m - 1:n]
+    # full[k] = sum over taps t of a[k - t] * v[t] where 0 <= k - t < n. The middle outputs
+    # (NumPy's 'valid' window) see every tap: a sum of shifted slices of `a`, one fused loop.
+    middle = _sum_terms([a[m - 1 - t:n - t] * v[t] for t in range(m)])
+    if mode == "valid" or m == 1:
+        return middle
+    # the m - 1 outputs on each edge see fewer taps: small (m - 1, m) gathers whose missing
+    # taps are masked out (never multiplied, so an inf meets no padding zero)
+    k, t = np.arange(m - 1)[:, None], np.arange(m)[None, :]
+    left = _edge(a[:m - 1], v, k - t, k >= t)
+    right = _edge(a[n - m + 1:], v, k - t + m - 1, t > k)
+    start, stop = ((m - 1) // 2,) * 2 if mode == "same" else (0, m - 1)   # same: n outputs
+    return concatenate([left[start:], middle, right[:stop]] if stop else [left[start:], middle])
+
+
+def _sum_terms(terms: list) -> Tracer:
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total
+
+
+def _edge(window: Tracer, v: Tracer, index: np.ndarray, valid: np.ndarray) -> Tracer:
+    """sum over t of window[index[k, t]] * v[t] where valid[k, t]."""
+    products = take(window, np.where(valid, index, 0)) * reshape(v, (1, v.shape[0]))
+    zero = np.zeros((), products.dtype)
+    return np.sum(where(valid, products, zero), axis=1, dtype=products.dtype)
 
 
 # ---------------------------------------------------------------- assembling blocks
