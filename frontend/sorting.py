@@ -141,6 +141,7 @@ def searchsorted(a, v, side="left", sorter=None) -> Tracer:
     """Indices (int64) where `v` would be inserted into sorted `a`; `sorter` permutes `a` first
     (a gather), exactly what NumPy's sorter argument means."""
     if sorter is not None:
+        a, sorter = lift_all([a, sorter])
         a = take(a, sorter)
     return host_call("searchsorted", [a, v], side=_static(side, "side", "searchsorted"))
 

@@ -188,6 +188,8 @@ def test_searchsorted_matches_numpy(dtype):
 def test_searchsorted_with_constant_haystack_and_python_scalar():
     check_all([lambda v: np.searchsorted([1, 3, 5], v), lambda v: np.searchsorted(v, 2.5)],
               np.array([0.0, 2.0, 3.0, 9.0]))
+    check_against_numpy(lambda s: np.searchsorted([3.0, 1.0, 2.0], [2.5, 0.0], sorter=s),
+                        np.array([1, 2, 0]))
 
 
 @pytest.mark.parametrize("dtype", NUMERIC, ids=str)
