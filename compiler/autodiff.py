@@ -533,7 +533,66 @@ def _bincount_vjp(b: Builder, node_id: int, g: int):
     return (None, b.cast(gw, b.node(weights[0]).dtype))
 
 
-HOST_CALL_RULES.update({"sort": _sort_vjp, "unwrap": _unwrap_vjp, "bincount": _bincount_vjp})
+def _element(b: Builder, vector: int, i: int, shape: Shape) -> int:
+    """vector[i] broadcast to `shape`."""
+    item = b.emit(Op.SLICE, (vector,), slices=((i, i + 1, 1),))
+    return b.broadcast(b.reshape(item, ()), shape)
+
+
+def _interp_vjp(b: Builder, node_id: int, g: int):
+    """y = fp[j] + (x - xp[j]) * slope_j on xp[j] <= x < xp[j+1]: dx = slope there; fp[j] and
+    fp[j+1] get (1 - t) and t of g; the ends get g where y is fp[0] or fp[-1]."""
+    node = b.node(node_id)
+    x, xp, fp = node.args
+    kwargs = dict(node.attrs["kwargs"])
+    if "period" in kwargs or b.needs(xp):
+        raise GraphjitError("cannot differentiate np.interp with respect to its sample points "
+                            "xp, or with period=: it has no derivative rule for those yet",
+                            node.source)
+    f64, i64 = np.dtype(np.float64), np.dtype(np.int64)
+    shape, n = b.node(x).shape, b.node(xp).shape[0]
+    xv, xpv, fpv = (b.cast(a, f64) for a in (x, xp, fp))
+    zero = b.zeros_like(g)
+    first, last = _element(b, xpv, 0, shape), _element(b, xpv, n - 1, shape)
+    below = b.emit(Op.LT, (xv, first))
+    above = b.emit(Op.GT, (xv, last))
+    end = b.emit(Op.EQ, (xv, last))
+    if "right" not in kwargs:       # fp[-1] is the value right of the last point too
+        end = b.emit(Op.LOGICAL_OR, (end, above))
+    start = below if "left" not in kwargs else b.full(False, shape, np.dtype(bool))
+    if n == 1:
+        hits = b.emit(Op.LOGICAL_OR, (start, end))
+        total = b.emit(Op.SUM, (b.where(hits, g, zero),), axes=tuple(range(len(shape))),
+                       keepdims=False)
+        gfp = b.cast(b.reshape(total, (1,)), b.node(fp).dtype) if b.needs(fp) else None
+        return (b.cast(zero, b.node(x).dtype) if b.needs(x) else None, None, gfp)
+    j = b.emit(Op.HOST_CALL, (xpv, xv), function="searchsorted", output=-1,
+               kwargs=(("side", "right"),), shape=shape, dtype=i64)
+    j = b.emit(Op.MINIMUM, (b.emit(Op.MAXIMUM, (b.sub(j, b.full(1, shape, i64)),
+                                                b.full(0, shape, i64))), b.full(n - 2, shape, i64)))
+    j1 = b.add(j, b.full(1, shape, i64))
+    x0, x1 = b.emit(Op.TAKE, (xpv, j), axis=0), b.emit(Op.TAKE, (xpv, j1), axis=0)
+    inside = b.emit(Op.LOGICAL_AND, (b.emit(Op.LOGICAL_NOT, (below,)),
+                                     b.emit(Op.LT, (xv, last))))
+    width = b.sub(x1, x0)
+    gx = None
+    if b.needs(x):
+        rise = b.sub(b.emit(Op.TAKE, (fpv, j1), axis=0), b.emit(Op.TAKE, (fpv, j), axis=0))
+        gx = b.cast(b.where(inside, b.mul(g, b.div(rise, width)), zero), b.node(x).dtype)
+    gfp = None
+    if b.needs(fp):
+        t = b.div(b.sub(xv, x0), width)
+        w0 = b.where(inside, b.mul(g, b.sub(b.full_like(1, t), t)), b.where(start, g, zero))
+        w1 = b.where(inside, b.mul(g, t), b.where(end, g, zero))
+        template = (("array",),)
+        gfp = b.add(_scatter_into_zeros(b, fpv, w0, (j,), template),
+                    _scatter_into_zeros(b, fpv, w1, (j1,), template))
+        gfp = b.cast(gfp, b.node(fp).dtype)
+    return (gx, None, gfp)
+
+
+HOST_CALL_RULES.update({"sort": _sort_vjp, "unwrap": _unwrap_vjp, "bincount": _bincount_vjp,
+                        "interp": _interp_vjp})
 
 
 # ---------------------------------------------------------------- the table

@@ -486,6 +486,38 @@ def test_gradient_matches_finite_differences(name):
                                rtol=1e-5, atol=1e-6)
 
 
+XP = np.array([-1.0, 0.0, 1.5, 3.0])
+FP = np.array([1.0, -1.0, 2.0, 0.5])
+X_INTERP = np.array([-2.0, -0.5, 0.3, 1.0, 2.9, 3.0, 3.5, 0.7])   # outside, inside, at the end
+INTERP_CASES = {
+    "x": (lambda a: np.sum(np.interp(a, XP, FP) * np.arange(8.0)), X_INTERP + 0.01),
+    "x, left and right": (lambda a: np.sum(np.interp(a, XP, FP, left=0.0, right=5.0) ** 2),
+                          X_INTERP + 0.01),
+    "x float32": (lambda a: np.sum(np.interp(a, XP, FP) * np.arange(8.0)),
+                  (X_INTERP + 0.01).astype(np.float32)),
+    "fp": (lambda f: np.sum(np.interp(X_INTERP, XP, f) * np.arange(8.0)), FP),
+    "fp, left": (lambda f: np.sum(np.interp(X_INTERP, XP, f, left=-3.0) * np.arange(8.0)), FP),
+    "fp, right": (lambda f: np.sum(np.interp(X_INTERP, XP, f, right=-3.0) * np.arange(8.0)),
+                  FP),
+    "fp, one point": (lambda f: np.sum(np.interp(X_INTERP, XP[:1], f[:1]) * np.arange(8.0)),
+                      FP),
+}
+
+
+@pytest.mark.parametrize("name", list(INTERP_CASES))
+def test_interp_gradient_matches_finite_differences(name):
+    f, x = INTERP_CASES[name]
+    grad = gj.jit(gj.grad(f))(x)
+    assert grad.dtype == x.dtype
+    np.testing.assert_allclose(grad, finite_differences(f, x.astype(np.float64)),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_interp_gradient_with_respect_to_sample_points_is_refused():
+    with pytest.raises(gj.GraphjitError, match="sample points"):
+        gj.jit(gj.grad(lambda p: np.sum(np.interp(X_INTERP, p, FP))))(XP)
+
+
 def test_gradient_through_partition_is_refused_clearly():
     with pytest.raises(gj.GraphjitError, match="np.partition: it has no derivative rule"):
         gj.jit(gj.grad(lambda a: np.sum(np.partition(a, 1))))(np.ones(4))
