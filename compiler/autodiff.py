@@ -591,8 +591,36 @@ def _interp_vjp(b: Builder, node_id: int, g: int):
     return (gx, None, gfp)
 
 
+def _convolve_vjp(b: Builder, node_id: int, g: int):
+    """y = convolve(a, v) (full: y[k] = sum_j a[k - j] v[j]): da = correlate(g_full, v),
+    dv = correlate(g_full, a), both 'valid', with g_full the cotangent placed in the full
+    output (zeros outside a 'same'/'valid' window)."""
+    node = b.node(node_id)
+    a, v = node.args
+    n, m = b.node(a).shape[0], b.node(v).shape[0]
+    mode = dict(node.attrs["kwargs"]).get("mode", "full")
+    f64 = np.dtype(np.float64)
+    g = b.cast(g, f64)
+    size = b.node(g).shape[0]
+    before = {"full": 0, "same": (m - 1) // 2, "valid": m - 1}[mode]
+    after = n + m - 1 - size - before
+    if before or after:
+        parts = [b.full(0, (count,), f64) for count in (before, after)]
+        g = b.emit(Op.CONCAT, tuple(p for p in (parts[0], g, parts[1])
+                                    if b.node(p).shape[0]), axis=0)
+
+    def correlate(other: int) -> int:
+        other = b.cast(other, f64)
+        length = n + m - 1 - b.node(other).shape[0] + 1
+        return b.emit(Op.HOST_CALL, (g, other), function="correlate", output=-1,
+                      kwargs=(("mode", "valid"),), shape=(length,), dtype=f64)
+
+    return (b.cast(correlate(v), b.node(a).dtype) if b.needs(a) else None,
+            b.cast(correlate(a), b.node(v).dtype) if b.needs(v) else None)
+
+
 HOST_CALL_RULES.update({"sort": _sort_vjp, "unwrap": _unwrap_vjp, "bincount": _bincount_vjp,
-                        "interp": _interp_vjp})
+                        "interp": _interp_vjp, "convolve": _convolve_vjp})
 
 
 # ---------------------------------------------------------------- the table

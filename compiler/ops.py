@@ -610,7 +610,7 @@ HOST_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "frexp": np.frexp, "partition": np.partition,
     "argpartition": np.argpartition, "lexsort": _lexsort_keys, "digitize": np.digitize,
     "histogram": _histogram, "bincount": _bincount_of_length, "isin": np.isin,
-    "convolve": np.convolve,
+    "convolve": np.convolve, "correlate": np.correlate,
     "linalg.det": np.linalg.det, "linalg.inv": np.linalg.inv, "linalg.solve": np.linalg.solve,
     "linalg.cholesky": np.linalg.cholesky, "linalg.qr": np.linalg.qr, "linalg.svd": np.linalg.svd,
     "linalg.eigh": np.linalg.eigh, "linalg.eigvalsh": np.linalg.eigvalsh,

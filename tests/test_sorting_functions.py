@@ -486,6 +486,19 @@ def test_gradient_matches_finite_differences(name):
                                rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("mode", ["full", "same", "valid"])
+def test_gradient_of_a_long_kernel_convolution(mode):
+    # more taps than CONVOLVE_UNROLL_LIMIT: a host step with its own vjp rule
+    rng = np.random.default_rng(3)
+    signal, kernel = rng.normal(size=80), rng.normal(size=70)
+    weights = rng.normal(size=np.convolve(signal, kernel, mode).shape)
+    for f, x in ((lambda s: np.sum(np.convolve(s, kernel, mode) * weights), signal),
+                 (lambda k: np.sum(np.convolve(signal, k, mode) * weights), kernel),
+                 (lambda s: np.sum(np.convolve(kernel, s, mode) * weights), signal)):
+        np.testing.assert_allclose(gj.jit(gj.grad(f))(x), finite_differences(f, x),
+                                   rtol=1e-5, atol=1e-6)
+
+
 XP = np.array([-1.0, 0.0, 1.5, 3.0])
 FP = np.array([1.0, -1.0, 2.0, 0.5])
 X_INTERP = np.array([-2.0, -0.5, 0.3, 1.0, 2.9, 3.0, 3.5, 0.7])   # outside, inside, at the end
