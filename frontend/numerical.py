@@ -1,7 +1,7 @@
 """Numerical routines built from traced ops (so they fuse and differentiate): np.polyval
 (Horner), np.vander, np.cross, np.cov, np.corrcoef, np.trapezoid, np.convolve and np.block;
-np.interp and np.unwrap run as host steps. Each follows NumPy's own algorithm step for step,
-so dtypes and rounding match NumPy's."""
+np.interp and np.unwrap run as host steps. Each follows NumPy's own algorithm step for step, so
+dtypes match NumPy's and so does rounding (np.convolve sums its taps in its own order)."""
 from __future__ import annotations
 
 from typing import Any
@@ -19,7 +19,7 @@ from .source import user_source
 from .tracer import Tracer
 
 # np.convolve with a kernel of at most this many taps is a sum of shifted slices (one fused
-# loop); a longer one runs NumPy's correlate as a host step
+# loop); a longer one runs np.convolve itself as a host step
 CONVOLVE_UNROLL_LIMIT = 64
 
 

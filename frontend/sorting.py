@@ -166,8 +166,8 @@ def histogram(a, bins=10, range=None, density=None, weights=None) -> tuple[Trace
     options: dict[str, Any] = {"range": _static(range, "range", "histogram"),
                                "density": _static(density, "density", "histogram"),
                                "weighted": weights is not None}
-    if np.ndim(bins) == 0 and not isinstance(bins, Tracer):
-        options["bins"] = int(bins)
+    if np.ndim(bins) == 0:        # a bin count: static (traced ones only if known)
+        options["bins"] = int(_static(bins, "bins (a count)", "histogram"))
     else:
         operands.append(bins)
     if weights is not None:

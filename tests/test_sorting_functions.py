@@ -232,6 +232,12 @@ def test_histogram_refuses_a_data_dependent_bin_rule():
 
     expect_error(fn, line_of(fn, "np.histogram"), np.ones(5), hints=("int or an array",))
 
+    def traced_count(a):
+        return np.histogram(a, bins=a.size + a.argmax())
+
+    expect_error(traced_count, line_of(traced_count, "np.histogram"), np.ones(5),
+                 hints=("bins (a count) must be static",))
+
 
 @pytest.mark.parametrize("dtype", [np.dtype(np.bool_), np.dtype(np.int8), np.dtype(np.int64)],
                          ids=str)
