@@ -150,6 +150,17 @@ def test_in_place_sort_mutates_like_numpy(fn, dtype):
     check_against_numpy(fn, array((3, 6), dtype, seed=5))
 
 
+def test_in_place_sort_of_a_noncontiguous_argument_is_written_back():
+    check_against_numpy(sort_argument_axis0, noncontiguous(array((3, 5), np.float64, seed=6)))
+    check_against_numpy(sort_argument, noncontiguous(array((2, 7), np.int8, seed=7)))
+
+
+def test_sorts_and_searches_of_python_scalars():
+    check_against_numpy(lambda s: [np.sort(s, axis=None), np.isin(s, [1.0, 2.0]),
+                                   np.searchsorted([0.0, 1.5, 3.0], s), np.polyval([1, 2], s)],
+                        2.0)
+
+
 def test_in_place_sort_needs_an_integer_axis_like_numpy():
     def fn(a):
         a.sort(axis=None)
