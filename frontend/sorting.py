@@ -3,8 +3,8 @@ np.searchsorted, np.digitize, np.histogram, np.bincount, np.isin, and the in-pla
 `ndarray.sort()` / `ndarray.partition()` methods.
 
 The sorts and searches run as host steps (HOST_CALL: NumPy itself computes them, so NaN order,
-stability and dtypes are NumPy's by construction); np.isin on a small test set is a fused
-compare-and-any. Functions whose result *shape* depends on the values (np.nonzero, np.unique,
+stability and dtypes are NumPy's by construction); np.isin on a small test set is a fused OR of
+comparisons. Functions whose result *shape* depends on the values (np.nonzero, np.unique,
 ...) are refused here with a message that says why and what to write instead.
 """
 from __future__ import annotations
@@ -207,8 +207,10 @@ def isin(element, test_elements, assume_unique=False, invert=False, *, kind=None
     if test.size > ISIN_UNROLL_LIMIT:
         return host_call("isin", [element, test], assume_unique=bool(assume_unique),
                          invert=bool(invert), **_options(kind=kind))
-    found = np.any(reshape(element, element.shape + (1,)) == ravel(test), axis=-1)
-    found = reshape(found, element.shape)
+    values = ravel(test)
+    found = np.zeros(element.shape, bool)
+    for i in range(values.shape[0]):   # an OR of comparisons: one elementwise fused loop
+        found = found | (element == values[i])
     return ~found if invert else found
 
 
