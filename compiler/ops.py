@@ -578,6 +578,8 @@ OPS.update({
 # HOST_FUNCTIONS), `output` (which element of a tuple result, or -1 for a single array) and
 # `kwargs` (static keyword arguments as sorted (name, value) pairs).
 
+# NumPy functions given an operands-first signature (every array argument an operand, the
+# static ones keyword arguments)
 def _lexsort_keys(*keys: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.lexsort(keys, axis=axis)
 
