@@ -502,6 +502,134 @@ def _host_call_vjp(b: Builder, node_id: int, g: int):
     return rule(b, node_id, g)
 
 
+def _host_permutation(b: Builder, x: int, function: str, axis: int) -> int:
+    """A host step giving the int64 argsort of `x` along `axis` (a stable order)."""
+    kwargs = (("axis", axis), ("kind", "stable"))
+    return b.emit(Op.HOST_CALL, (x,), function=function, output=-1, kwargs=kwargs,
+                  shape=b.node(x).shape, dtype=np.dtype(np.int64))
+
+
+def _sort_vjp(b: Builder, node_id: int, g: int):
+    """y = x[perm] along the axis, perm = argsort(x): dx = g[inverse(perm)], a gather. Tied
+    values share their cotangents in argsort's (stable) order, a valid subgradient."""
+    node = b.node(node_id)
+    (x,) = node.args
+    shape = b.node(x).shape
+    axis = dict(node.attrs["kwargs"]).get("axis", -1)
+    if axis is None:
+        x, axis = b.reshape(x, (int(np.prod(shape, dtype=np.int64)),)), 0
+    axis %= len(b.node(x).shape)
+    perm = _host_permutation(b, x, "argsort", axis)
+    inverse = _host_permutation(b, perm, "argsort", axis)
+    gx = b.emit(Op.TAKE_ALONG_AXIS, (g, inverse), axis=axis)
+    return (b.reshape(gx, shape),)
+
+
+def _unwrap_vjp(b: Builder, node_id: int, g: int):
+    """unwrap adds piecewise-constant multiples of the period: its derivative is 1."""
+    (x,) = b.node(node_id).args
+    return (b.cast(g, b.node(x).dtype),)
+
+
+def _bincount_vjp(b: Builder, node_id: int, g: int):
+    """counts[k] = sum of weights[j] where x[j] == k: d weights[j] = g[x[j]]."""
+    x, *weights = b.node(node_id).args
+    if not weights:
+        return (None,)
+    gw = b.emit(Op.TAKE, (g, x), axis=0)
+    return (None, b.cast(gw, b.node(weights[0]).dtype))
+
+
+def _element(b: Builder, vector: int, i: int, shape: Shape) -> int:
+    """vector[i] broadcast to `shape`."""
+    item = b.emit(Op.SLICE, (vector,), slices=((i, i + 1, 1),))
+    return b.broadcast(b.reshape(item, ()), shape)
+
+
+def _interp_vjp(b: Builder, node_id: int, g: int):
+    """y = fp[j] + (x - xp[j]) * slope_j on xp[j] <= x < xp[j+1]: dx = slope there; fp[j] and
+    fp[j+1] get (1 - t) and t of g; the ends get g where y is fp[0] or fp[-1]."""
+    node = b.node(node_id)
+    x, xp, fp = node.args
+    kwargs = dict(node.attrs["kwargs"])
+    if "period" in kwargs or b.needs(xp):
+        raise GraphjitError("cannot differentiate np.interp with respect to its sample points "
+                            "xp, or with period=: it has no derivative rule for those yet",
+                            node.source)
+    f64, i64 = np.dtype(np.float64), np.dtype(np.int64)
+    shape, n = b.node(x).shape, b.node(xp).shape[0]
+    xv, xpv, fpv = (b.cast(a, f64) for a in (x, xp, fp))
+    zero = b.zeros_like(g)
+    first, last = _element(b, xpv, 0, shape), _element(b, xpv, n - 1, shape)
+    below = b.emit(Op.LT, (xv, first))
+    above = b.emit(Op.GT, (xv, last))
+    end = b.emit(Op.EQ, (xv, last))
+    if "right" not in kwargs:       # fp[-1] is the value right of the last point too
+        end = b.emit(Op.LOGICAL_OR, (end, above))
+    start = below if "left" not in kwargs else b.full(False, shape, np.dtype(bool))
+    if n == 1:
+        hits = b.emit(Op.LOGICAL_OR, (start, end))
+        total = b.emit(Op.SUM, (b.where(hits, g, zero),), axes=tuple(range(len(shape))),
+                       keepdims=False)
+        gfp = b.cast(b.reshape(total, (1,)), b.node(fp).dtype) if b.needs(fp) else None
+        return (b.cast(zero, b.node(x).dtype) if b.needs(x) else None, None, gfp)
+    j = b.emit(Op.HOST_CALL, (xpv, xv), function="searchsorted", output=-1,
+               kwargs=(("side", "right"),), shape=shape, dtype=i64)
+    j = b.emit(Op.MINIMUM, (b.emit(Op.MAXIMUM, (b.sub(j, b.full(1, shape, i64)),
+                                                b.full(0, shape, i64))), b.full(n - 2, shape, i64)))
+    j1 = b.add(j, b.full(1, shape, i64))
+    x0, x1 = b.emit(Op.TAKE, (xpv, j), axis=0), b.emit(Op.TAKE, (xpv, j1), axis=0)
+    inside = b.emit(Op.LOGICAL_AND, (b.emit(Op.LOGICAL_NOT, (below,)),
+                                     b.emit(Op.LT, (xv, last))))
+    width = b.sub(x1, x0)
+    gx = None
+    if b.needs(x):
+        rise = b.sub(b.emit(Op.TAKE, (fpv, j1), axis=0), b.emit(Op.TAKE, (fpv, j), axis=0))
+        gx = b.cast(b.where(inside, b.mul(g, b.div(rise, width)), zero), b.node(x).dtype)
+    gfp = None
+    if b.needs(fp):
+        t = b.div(b.sub(xv, x0), width)
+        w0 = b.where(inside, b.mul(g, b.sub(b.full_like(1, t), t)), b.where(start, g, zero))
+        w1 = b.where(inside, b.mul(g, t), b.where(end, g, zero))
+        template = (("array",),)
+        gfp = b.add(_scatter_into_zeros(b, fpv, w0, (j,), template),
+                    _scatter_into_zeros(b, fpv, w1, (j1,), template))
+        gfp = b.cast(gfp, b.node(fp).dtype)
+    return (gx, None, gfp)
+
+
+def _convolve_vjp(b: Builder, node_id: int, g: int):
+    """y = convolve(a, v) (full: y[k] = sum_j a[k - j] v[j]): da = correlate(g_full, v),
+    dv = correlate(g_full, a), both 'valid', with g_full the cotangent placed in the full
+    output (zeros outside a 'same'/'valid' window)."""
+    node = b.node(node_id)
+    a, v = node.args
+    n, m = b.node(a).shape[0], b.node(v).shape[0]
+    mode = dict(node.attrs["kwargs"]).get("mode", "full")
+    f64 = np.dtype(np.float64)
+    g = b.cast(g, f64)
+    size = b.node(g).shape[0]
+    before = {"full": 0, "same": (m - 1) // 2, "valid": m - 1}[mode]
+    after = n + m - 1 - size - before
+    if before or after:
+        parts = [b.full(0, (count,), f64) for count in (before, after)]
+        g = b.emit(Op.CONCAT, tuple(p for p in (parts[0], g, parts[1])
+                                    if b.node(p).shape[0]), axis=0)
+
+    def correlate(other: int) -> int:
+        other = b.cast(other, f64)
+        length = n + m - 1 - b.node(other).shape[0] + 1
+        return b.emit(Op.HOST_CALL, (g, other), function="correlate", output=-1,
+                      kwargs=(("mode", "valid"),), shape=(length,), dtype=f64)
+
+    return (b.cast(correlate(v), b.node(a).dtype) if b.needs(a) else None,
+            b.cast(correlate(a), b.node(v).dtype) if b.needs(v) else None)
+
+
+HOST_CALL_RULES.update({"sort": _sort_vjp, "unwrap": _unwrap_vjp, "bincount": _bincount_vjp,
+                        "interp": _interp_vjp, "convolve": _convolve_vjp})
+
+
 # ---------------------------------------------------------------- the table
 
 VJP_RULES: dict[Op, VjpRule] = {

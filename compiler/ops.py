@@ -598,12 +598,41 @@ OPS.update({
 # HOST_FUNCTIONS), `output` (which element of a tuple result, or -1 for a single array) and
 # `kwargs` (static keyword arguments as sorted (name, value) pairs).
 
+# NumPy functions given an operands-first signature (every array argument an operand, the
+# static ones keyword arguments)
+def _lexsort_keys(*keys: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.lexsort(keys, axis=axis)
+
+
+def _histogram(a: np.ndarray, *arrays: np.ndarray, bins: int = 10, range: Any = None,
+               density: Any = None, weighted: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """np.histogram with its array arguments as operands: (a, [bin edges], [weights])."""
+    arrays_left = list(arrays)
+    weights = arrays_left.pop() if weighted else None
+    edges = arrays_left[0] if arrays_left else bins
+    return np.histogram(a, bins=edges, range=range, density=density, weights=weights)
+
+
+def _bincount_of_length(x: np.ndarray, *weights: np.ndarray, length: int) -> np.ndarray:
+    """np.bincount with a static result length (its minlength): a larger value is an error,
+    since the compiled function promised `length` elements."""
+    counts = np.bincount(x, weights[0] if weights else None, minlength=length)
+    if counts.shape[0] != length:
+        raise ValueError(f"np.bincount: the value {int(np.max(x))} is >= minlength={length}, "
+                         f"the static length of the compiled result (NumPy would return "
+                         f"{counts.shape[0]} elements); raise minlength")
+    return counts
+
+
 HOST_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "sort": np.sort, "argsort": np.argsort, "searchsorted": np.searchsorted,
     "median": np.median, "percentile": np.percentile, "quantile": np.quantile,
     "nanmedian": np.nanmedian, "nanpercentile": np.nanpercentile,
     "nanquantile": np.nanquantile, "interp": np.interp, "unwrap": np.unwrap, "i0": np.i0,
     "frexp": np.frexp, "partition": np.partition,
+    "argpartition": np.argpartition, "lexsort": _lexsort_keys, "digitize": np.digitize,
+    "histogram": _histogram, "bincount": _bincount_of_length, "isin": np.isin,
+    "convolve": np.convolve, "correlate": np.correlate,
     "linalg.det": np.linalg.det, "linalg.inv": np.linalg.inv, "linalg.solve": np.linalg.solve,
     "linalg.cholesky": np.linalg.cholesky, "linalg.qr": np.linalg.qr, "linalg.svd": np.linalg.svd,
     "linalg.eigh": np.linalg.eigh, "linalg.eigvalsh": np.linalg.eigvalsh,
@@ -624,10 +653,16 @@ def _host_call_impl(*operands: np.ndarray, function: str, output: int,
     return result
 
 
+# host functions whose stand-in operands are zeros (bincount's length grows with its values)
+PROBE_WITH_ZEROS: frozenset[str] = frozenset({"bincount"})
+
+
 def _probe_operand(shape: Shape, dtype: np.dtype, function: str) -> np.ndarray:
     """A stand-in argument for type inference: identity matrices where linalg needs them."""
     if function.startswith("linalg.") and len(shape) >= 2:
         return np.broadcast_to(np.eye(shape[-2], shape[-1], dtype=dtype), shape).copy()
+    if function in PROBE_WITH_ZEROS:
+        return np.zeros(shape, dtype)
     return np.ones(shape, dtype)
 
 
