@@ -219,6 +219,26 @@ for _family in FAMILIES:
     importlib.import_module(f"{__package__}.{_family}")
 
 
+def supported_names() -> dict[str, list[str]]:
+    """What the tracer handles, by kind, read off the registries (the README's list is this)."""
+    from .creation import CREATION_FUNCTIONS
+
+    def refuses(handler: Callable) -> bool:
+        return getattr(handler, "refuses", False)
+
+    functions = {function_name(f) for f, h in HANDLED_FUNCTIONS.items() if not refuses(h)} | {
+        f"np.{name}" for name in CREATION_FUNCTIONS}
+    return {
+        "functions": sorted(functions),
+        "ufuncs": sorted(f"np.{u.__name__}" for u in UFUNC_HANDLERS),
+        "ufunc methods": sorted(f"ufunc.{name}" for name in UFUNC_METHODS),
+        "array methods": sorted(f".{name}" for name in METHODS if not refuses(METHODS[name])),
+        "refused with an explanation (data-dependent shapes)": sorted(
+            {function_name(f) for f, h in HANDLED_FUNCTIONS.items() if refuses(h)}
+            | {f".{name}" for name, h in METHODS.items() if refuses(h)}),
+    }
+
+
 def __getattr__(name: str) -> Any:
     """Handlers by name (`numpy_api.reshape`, `numpy_api.power`...), wherever their family is."""
     for family in FAMILIES:

@@ -229,7 +229,7 @@ def argmin(a, axis=None, out=None, *, keepdims=False):
 
 # ---------------------------------------------------------------- ptp, count_nonzero, average
 
-@implements(np.ptp, method="ptp")
+@implements(np.ptp)   # NumPy 2 removed ndarray.ptp: no method
 def ptp(a, axis=None, out=None, keepdims=False):
     result = np.subtract(max_(a, axis, None, keepdims), min_(a, axis, None, keepdims))
     return result if out is None else write_out(out, result)

@@ -229,6 +229,7 @@ def _data_dependent(function: Callable, name: str, advice: str) -> Callable:
             f"elements are selected or distinct), which graphjit cannot compile. {advice}; or "
             "compute it outside the jitted function and pass the result in", user_source())
 
+    refuse.refuses = True      # registered only to explain itself (numpy_api.supported_names)
     return refuse
 
 

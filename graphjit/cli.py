@@ -158,6 +158,21 @@ def _print_info(info: Any) -> None:
         print(info)
 
 
+def supported_markdown() -> str:
+    """The README's list of traced NumPy functions, from the tracer's registries."""
+    from graphjit.frontend.numpy_api import supported_names
+
+    lines = []
+    for kind, names in supported_names().items():
+        lines.append(f"- **{kind}** ({len(names)}): " + ", ".join(f"`{n}`" for n in names))
+    return "\n".join(lines)
+
+
+def command_functions(options: argparse.Namespace) -> int:
+    print(supported_markdown())
+    return 0
+
+
 def command_cache(options: argparse.Namespace) -> int:
     cache = _cache_module()
     if cache is None:
@@ -208,6 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--no-eager", action="store_true",
                          help="do not time the undecorated function for comparison")
     profile.set_defaults(run=command_profile)
+
+    functions = commands.add_parser(
+        "functions", help="list the NumPy functions, ufuncs and methods graphjit traces "
+                          "(markdown, as in the README)")
+    functions.set_defaults(run=command_functions)
 
     cache = commands.add_parser("cache", help="show or clear the persistent compilation cache")
     cache.add_argument("action", choices=("info", "clear"))
