@@ -89,6 +89,9 @@ class Buffer:
     # large as its largest buffer (`Program.slot_nbytes`). None: a buffer of its own.
     slot: int | None = None
     value: np.ndarray | None = field(default=None, compare=False, repr=False)  # CONST buffers
+    # later graph nodes the buffer holds, in order: updates (basic setitem) that wrote a region
+    # of it in place after `node` (its value when first written); the last one is its final value
+    versions: tuple[int, ...] = ()
 
     @property
     def nbytes(self) -> int:
