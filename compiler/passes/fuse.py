@@ -435,6 +435,7 @@ def update_conflict(graph: Graph, analysis: ViewAnalysis, members: set[int]) -> 
 # ---------------------------------------------------------------- grouping
 
 MAX_KERNEL_NODES = 512
+SIBLING_CANDIDATES = 8   # loop groups reading an input that a new reader may join
 
 @dataclass
 class Group:
@@ -569,7 +570,9 @@ class _Grouper:
         """Fuse with a loop group that reads the same inputs (so they are read once)."""
         producers = {self.group_of[r] for r in roots if r in self.group_of}
         for root in roots:
-            for group_id in sorted(self.readers_of_root.get(root, ())):
+            # the most recent readers only: an input every step of an unrolled loop reads (a
+            # stencil's right-hand side) would otherwise cost a cycle search per earlier step
+            for group_id in sorted(self.readers_of_root.get(root, ()))[-SIBLING_CANDIDATES:]:
                 group = self.groups.get(group_id)
                 if group is None or group.kind != LOOP:
                     continue

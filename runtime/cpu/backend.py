@@ -67,12 +67,6 @@ class ObjectCache(Protocol):
     def store(self, key: str, payload: bytes) -> Any: ...
 
 
-def _default_renderer() -> Renderer:
-    from .loops import render_loop_kernel
-
-    return render_loop_kernel
-
-
 # ---------------------------------------------------------------- the plan
 
 @dataclass(frozen=True)
@@ -323,10 +317,15 @@ class CPUBackend:
 
     # ------------------------------------------------------------ stages
     def _render_all(self, program: Program) -> dict[int, Rendered]:
-        render = self._render or _default_renderer()
+        kernels = _loop_kernels(program)
+        render = self._render
+        if render is None:   # structurally identical kernels share one function (sharing.py)
+            from .sharing import SharingRenderer
+
+            render = SharingRenderer(kernels, program.buffers)
         rendered: dict[int, Rendered] = {}
         names: set[str] = set()
-        for kernel in _loop_kernels(program):
+        for kernel in kernels:
             try:
                 result = render(kernel, program.buffers)
             except GraphjitError:

@@ -66,10 +66,12 @@ class RenderedKernel:
     cost_per_item: int   # rough element-ops per item, so the runtime can pick thread counts
 
 
-def render_loop_kernel(kernel: LoopKernel, buffers: Sequence[Buffer]) -> RenderedKernel:
-    """Render `kernel` as a complete LLVM module; errors surface as graphjit CompileErrors."""
+def render_loop_kernel(kernel: LoopKernel, buffers: Sequence[Buffer],
+                       inline: bool = True) -> RenderedKernel:
+    """Render `kernel` as a complete LLVM module; errors surface as graphjit CompileErrors.
+    `inline=False` marks the function noinline (one body shared by many callers, sharing.py)."""
     try:
-        return KernelRenderer(kernel, buffers).render()
+        return KernelRenderer(kernel, buffers, inline).render()
     except GraphjitError:
         raise
     except Exception as exc:   # a codegen bug: never leak a bare traceback to users
@@ -135,8 +137,9 @@ class Scope:
 # ---------------------------------------------------------------- the renderer
 
 class KernelRenderer:
-    def __init__(self, kernel: LoopKernel, buffers: Sequence[Buffer]):
+    def __init__(self, kernel: LoopKernel, buffers: Sequence[Buffer], inline: bool = True):
         self.kernel = kernel
+        self.attributes = "nounwind" if inline else "noinline nounwind"
         self.instrs = kernel.instrs
         self.buffers = {buffer.index: buffer for buffer in buffers}
         self.parts = ModuleParts()
@@ -174,7 +177,8 @@ class KernelRenderer:
         text = "\n".join([
             f"; graphjit kernel {self.kernel.name}: loop {self.kernel.loop_shape}, "
             f"reduce axes {self.kernel.reduce_axes}",
-            f"define void @{name}(ptr noalias %buffers, i64 %begin, i64 %end) nounwind {{",
+            f"define void @{name}(ptr noalias %buffers, i64 %begin, i64 %end) "
+            f"{self.attributes} {{",
             *self.e.lines, "}", "", self.parts.text(), *metadata, *self.loop_ids, "",
         ])
         return RenderedKernel(name, text, extent, max(1, work))
