@@ -89,7 +89,12 @@ def apply_view(node: Node, operand: Layout) -> Layout | None:
 
 def broadcast_layout(layout: Layout, shape: Shape) -> Layout:
     """`layout` read broadcast to `shape` (NumPy's rules: leading dims added, unit dims
-    repeated with stride 0)."""
+    repeated with stride 0). Leading unit dims beyond `shape`'s rank are dropped, as NumPy's
+    assignment drops them (`x[0:3, 4] = v` takes a v of shape (1, 3))."""
+    dropped = max(0, len(layout.shape) - len(shape))
+    if any(extent != 1 for extent in layout.shape[:dropped]):
+        raise AssertionError(f"a value of shape {layout.shape} cannot fill shape {shape}")
+    layout = Layout(layout.root, layout.shape[dropped:], layout.strides[dropped:], layout.offset)
     extra = len(shape) - len(layout.shape)
     strides = [0] * extra
     for stride, extent, target in zip(layout.strides, layout.shape, shape[extra:]):
