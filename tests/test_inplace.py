@@ -224,6 +224,13 @@ def leading_unit_dims(x):
     return y
 
 
+def empty_negative_steps(x):
+    y = x * 2
+    y[-4:-2:-2, 1:3] += y[-1, -3]   # slice(-4, -2, -2) of 3 rows is empty
+    y[-1:-1:-1] = 5
+    return y, x[-5:-2:-1] * 1
+
+
 def accumulate_rows(x):
     y = x * 1.5
     for i in range(1, y.shape[0]):
@@ -236,7 +243,7 @@ CASES = [
     (same_element, (6,)), (step_slices, (10,)), (broadcast_row, (3, 4)), (broadcast_column, (3, 4)),
     (int_targets, (3, 4)), (new_axes, (5,)), (negative_2d, (4, 5)), (old_version_later, (4,)),
     (old_version_after, (3,)), (write_argument, (5,)), (write_argument_view, (7,)),
-    (zeros_then_fill, (3, 4)), (empty_regions, (4,)), (leading_unit_dims, (3, 6)), (accumulate_rows, (5, 3)),
+    (zeros_then_fill, (3, 4)), (empty_regions, (4,)), (leading_unit_dims, (3, 6)), (empty_negative_steps, (3, 6)), (accumulate_rows, (5, 3)),
 ]
 
 
