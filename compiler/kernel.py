@@ -1,7 +1,9 @@
 """The Program: what the compiler hands a backend. Backend-neutral; CPU and CUDA lower the same one.
 
 A Program is an ordered list of steps over numbered buffers. Every buffer holds one materialised
-graph node, C-contiguous, with the node's shape and dtype. A step is one of:
+graph node, C-contiguous, with the node's shape and dtype, except that an update (a basic-index
+setitem) may write a region of its target's buffer in place, so that one buffer holds several
+graph values over time (`Buffer.versions`, the last being its final value). A step is one of:
 
 - `LoopKernel`: a fused group of elementwise ops, views and reductions, described as a flat list of
   SSA instructions evaluated over one iteration space (`loop_shape`). Views never appear as
@@ -34,7 +36,11 @@ operand is FULL-level; a FULL instruction may read OUTER ones (in particular res
 reductions: softmax's `x - max` needs a second pass over the reduce axes, so a backend evaluates a
 kernel with reductions in passes over the reduce axes, one per chain of dependent reductions plus
 one for the FULL stores); a store is FULL iff its access has a nonzero stride on a reduce axis,
-and then its instruction is FULL-level. Strides are 0 on loop dims of extent 1. Loads are
+and then its instruction is FULL-level. Strides are 0 on loop dims of extent 1. A kernel may load a buffer it stores into
+(an in-place update) only where the load touches no element any of its stores writes, or reads
+exactly the element a store writes in the same iteration (the value from before the kernel); its
+stores into one buffer write disjoint elements. So no result depends on the order of the
+iterations (compiler/regions.py decides disjointness). Loads are
 deduplicated (one LOAD per distinct access, dtype and level). Reductions keep their graph attrs:
 {"axes", "keepdims"} (SUM, PROD, REDUCE_MAX, REDUCE_MIN) or {"axis", "keepdims"} (ARGMAX,
 ARGMIN), where the axes are the kernel's reduce_axes (the loop space is the operand's shape);
@@ -89,6 +95,9 @@ class Buffer:
     # large as its largest buffer (`Program.slot_nbytes`). None: a buffer of its own.
     slot: int | None = None
     value: np.ndarray | None = field(default=None, compare=False, repr=False)  # CONST buffers
+    # later graph nodes the buffer holds, in order: updates (basic setitem) that wrote a region
+    # of it in place after `node` (its value when first written); the last one is its final value
+    versions: tuple[int, ...] = ()
 
     @property
     def nbytes(self) -> int:

@@ -32,6 +32,10 @@ def format_buffer(buffer: Buffer) -> str:
         text += f" param={buffer.param_index}"
     if buffer.slot is not None:
         text += f" slot={buffer.slot}"
+    if buffer.versions:   # updated in place: the later values it holds
+        text += " in-place " + " ".join(f"%{n}" for n in buffer.versions[:3])
+        if len(buffer.versions) > 3:
+            text += f" ... %{buffer.versions[-1]} ({len(buffer.versions)} updates)"
     return text
 
 

@@ -3,7 +3,11 @@ passes that follow it.
 
 `schedule(plan)` lowers the groups of a `FusionPlan` (passes/fuse.py): it gives every value that
 crosses a kernel boundary a buffer, lowers each group to a LoopKernel / MatmulKernel / HostKernel
-and adds copies so that outputs never alias inputs or each other. `split_full_reductions` and
+and adds copies so that outputs never alias inputs or each other. An update (a basic-index
+setitem, passes/fuse.py) stores into its target's buffer when the old value is dead after it
+(`ProgramBuilder.in_place`); otherwise a copy kernel first copies the old value into a fresh
+buffer, which the update then writes. Such a buffer holds several graph values over time
+(`Buffer.versions`). `split_full_reductions` and
 `plan_buffers` are Program -> Program passes (each returns a new Program); compiler/pipeline.py
 runs them in order, and `build_program(graph)` runs that whole back half for tests.
 """
@@ -21,8 +25,8 @@ from .kernel import (
 )
 from .ops import REDUCTIONS, SPLITTABLE, VIEWS, Op
 from .passes.fuse import (
-    HOST, MATMUL, FusionPlan, Group, Layout, LoopSpace, identity_layout, inputs_of,
-    loop_space_of,
+    HOST, MATMUL, FusionPlan, Group, Layout, LoopSpace, identity_layout, inputs_of, is_update,
+    loop_reads, loop_space_of, may_update_in_place, region_layout, update_conflict,
 )
 
 
@@ -45,6 +49,7 @@ class BufferTable:
         self.outputs = outputs           # nodes whose own buffer is a graph output
         self.buffers: list[Buffer] = []
         self.of_node: dict[int, int] = {}
+        self.holds: dict[int, list[int]] = {}     # buffer -> the nodes it held, in order
         for index, param in enumerate(graph.params):
             self.add(param, BufferKind.PARAM, param_index=index)
 
@@ -52,9 +57,26 @@ class BufferTable:
         node = self.graph.node(node_id)
         buffer = Buffer(len(self.buffers), node_id, node.shape, node.dtype, kind, **fields)
         self.buffers.append(buffer)
+        self.holds[buffer.index] = [node_id]
         if node_id not in self.of_node:
             self.of_node[node_id] = buffer.index
         return buffer.index
+
+    def update_in_place(self, node_id: int, buffer: int) -> None:
+        """`node_id` (an update) is written into `buffer`, which held its target until now."""
+        self.of_node[node_id] = buffer
+        self.holds[buffer].append(node_id)
+        if node_id in self.outputs:
+            self.buffers[buffer] = dc_replace(self.buffers[buffer], kind=BufferKind.OUTPUT)
+
+    def current(self, buffer: int) -> int:
+        """The node `buffer` holds at this point of the program."""
+        return self.holds[buffer][-1]
+
+    def finished(self) -> list[Buffer]:
+        """The buffers, each with the later values it holds (updated in place) recorded."""
+        return [dc_replace(b, versions=tuple(self.holds[b.index][1:]))
+                if len(self.holds[b.index]) > 1 else b for b in self.buffers]
 
     def of(self, node_id: int) -> int:
         """The buffer holding `node_id`, creating CONST buffers on first use."""
@@ -87,6 +109,7 @@ class LoopBuilder:
         self.instrs: list[Instr] = []
         self.keys: dict[tuple, int] = {}
         self.value_of: dict[int, int] = {}     # member node -> instr
+        self.update_value: dict[int, int] = {}  # update member -> the instr of what it stores
         self.stores: list[Store] = []
 
     # ------------------------------------------------------------ emitting
@@ -148,6 +171,10 @@ class LoopBuilder:
     # ------------------------------------------------------------ members
     def compute(self, member: int) -> None:
         node = self.graph.node(member)
+        if is_update(self.graph, member):   # its value, read at each element of the region
+            ((layout, dims),) = loop_reads(self.graph, self.plan.analysis, self.space, member)
+            self.update_value[member] = self.read(layout, dims)
+            return
         if node.op in VIEWS:  # a materialised view: the copy is just the read
             dims = self.space.node_dims(node.shape)
             self.value_of[member] = self.read(self.plan.analysis.copy_input[member], dims)
@@ -170,6 +197,15 @@ class LoopBuilder:
     def store(self, member: int, buffer: int) -> None:
         strides, offset = self.space.canonical(member, self.graph.node(member).shape)
         value = self.value_of[member]
+        if self.space.varies_on_reduce(strides):
+            value = self.promote(value)
+        self.stores.append(Store(value, Access(buffer, strides, offset)))
+
+    def store_update(self, member: int, buffer: int) -> None:
+        """An update's value stored into the region it writes of `buffer`."""
+        region = region_layout(self.graph, member)
+        strides, offset = self.space.access(region, self.space.node_dims(region.shape))
+        value = self.update_value[member]
         if self.space.varies_on_reduce(strides):
             value = self.promote(value)
         self.stores.append(Store(value, Access(buffer, strides, offset)))
@@ -239,17 +275,63 @@ class ProgramBuilder:
                 self.steps.append(step)
         outputs = self.output_buffers()
         notes = {f"%{n}": list(reasons) for n, reasons in sorted(self.plan.notes.items())}
-        return Program(self.graph, self.buffers.buffers, self.steps, outputs, notes)
+        return Program(self.graph, self.buffers.finished(), self.steps, outputs, notes)
 
     # ------------------------------------------------------------ kinds of groups
     def loop(self, group: Group) -> LoopKernel | None:
         space = loop_space_of(self.graph, group.members)
+        updates = [m for m in sorted(group.members) if is_update(self.graph, m)]
+        for update in updates:
+            self.place_update(update, group)
         builder = LoopBuilder(self.graph, self.plan, self.buffers, space, group.members)
         for member in sorted(group.members):
             builder.compute(member)
         for member in self.materialized(group):
-            builder.store(member, self.buffers.result(member))
+            if member not in updates:
+                builder.store(member, self.buffers.result(member))
+        for update in updates:
+            builder.store_update(update, self.buffers.of_node[update])
         return builder.kernel(self.name())
+
+    # ------------------------------------------------------------ updates
+    def place_update(self, update: int, group: Group) -> None:
+        """Give an update its buffer: its chain's (when its target is an update of the same
+        kernel), its target's (in place), or a fresh copy of its target made by a copy kernel
+        that runs just before."""
+        target = self.graph.node(update).args[0]
+        if target in group.members or self.in_place(update, target, group):
+            self.buffers.update_in_place(update, self.buffers.of_node[target])
+            return
+        buffer = self.buffers.result(update)
+        self.steps.append(self.copy_kernel(target, buffer))
+
+    def in_place(self, update: int, target: int, group: Group) -> bool:
+        """May `update` write its target's buffer? Only a TEMP buffer that still holds the
+        target, when every other reader of the target has run (or reads it in this kernel,
+        where `update_conflict` proved the reads unaffected by the stores)."""
+        analysis = self.plan.analysis
+        buffer = self.buffers.of_node.get(target)
+        if buffer is None or not may_update_in_place(self.graph, analysis, target):
+            return False
+        if self.buffers.buffers[buffer].kind is not BufferKind.TEMP:
+            return False
+        if self.buffers.current(buffer) != target:
+            return False
+        for reader in analysis.consumers.get(target, ()):
+            if reader != update and reader not in group.members and \
+                    self.group_of[reader] >= group.id:
+                return False
+        return update_conflict(self.graph, analysis, group.members) is None
+
+    def copy_kernel(self, node_id: int, buffer: int) -> LoopKernel:
+        """A kernel copying `node_id`'s value (through its layout) into `buffer`."""
+        node = self.graph.node(node_id)
+        space = LoopSpace(node.shape)
+        builder = LoopBuilder(self.graph, self.plan, self.buffers, space, set())
+        value = builder.read(self.plan.analysis.layout[node_id], tuple(range(len(node.shape))))
+        strides, offset = space.canonical(node_id, node.shape)
+        builder.stores.append(Store(value, Access(buffer, strides, offset)))
+        return dc_replace(builder.kernel(self.name()), nodes=(node_id,))
 
     def host(self, group: Group) -> HostKernel:
         (node_id,) = group.members

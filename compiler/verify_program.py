@@ -7,7 +7,9 @@ lifetimes; every kernel reads only buffers that exist and were written by an ear
 params/consts), every access stays inside its buffer; a LoopKernel's instructions are in
 topological order with consistent levels (OUTER reads only OUTER, a reduction's operand is FULL and
 its result OUTER, a store is FULL iff it varies along a reduce axis), strides are 0 on extent-1
-dims, loads are deduplicated; a MatmulKernel's operands, output and epilogue have matching shapes;
+dims, loads are deduplicated, and a kernel that stores into a buffer it also loads (an in-place
+update) stores disjoint regions and loads only elements no store of it writes, or exactly the
+element being written; a MatmulKernel's operands, output and epilogue have matching shapes;
 the outputs are distinct OUTPUT buffers, each written.
 """
 from __future__ import annotations
@@ -23,6 +25,7 @@ from .kernel import (
     Program,
 )
 from .ops import REDUCTIONS
+from .regions import disjoint
 from .schedule import step_buffers as kernel_buffers
 
 
@@ -133,6 +136,7 @@ class _Checker:
             reads, writes = kernel_buffers(step)
             self.reads(reads, user)
             self.writes(writes, user)
+            self.check_in_place(step, user)
         elif isinstance(step, MatmulKernel):
             self.check_matmul(step, user)
         elif isinstance(step, HostKernel):
@@ -202,6 +206,31 @@ class _Checker:
                 self.fail(f"{here}: a {level.value}-level value stored through an access that "
                           f"{'varies' if varies else 'does not vary'} along the reduce axes")
 
+    def check_in_place(self, kernel: LoopKernel, user: str) -> None:
+        """Loads and stores of one buffer in one kernel: the result must not depend on the order
+        in which a backend runs the iterations."""
+        stored: dict[int, list[Access]] = {}
+        for store in kernel.stores:
+            stored.setdefault(store.access.buffer, []).append(store.access)
+        shape = kernel.loop_shape
+
+        def apart(a: Access, b: Access) -> bool:
+            return disjoint(a.strides, a.offset, b.strides, b.offset, shape,
+                            self.buffers[a.buffer].shape)
+
+        for buffer, accesses in stored.items():
+            for n, first in enumerate(accesses):
+                if any(not apart(first, other) for other in accesses[n + 1:]):
+                    self.fail(f"{user}: two stores into b{buffer} write overlapping elements")
+        for index, instr in enumerate(kernel.instrs):
+            if instr.op is not Operand.LOAD:
+                continue
+            access = instr.attrs["access"]
+            for store in stored.get(access.buffer, ()):
+                if access != store and not apart(access, store):
+                    self.fail(f"{user} v{index}: loads elements of b{access.buffer} that a store "
+                              "of the same kernel writes at another iteration")
+
     def check_matmul(self, kernel: MatmulKernel, user: str) -> None:
         rank = len(kernel.batch) + 2
         a_shape = (*kernel.batch, kernel.m, kernel.k)
@@ -223,4 +252,5 @@ class _Checker:
             reads, writes = kernel_buffers(epilogue)
             self.reads(reads, f"{user} epilogue")
             self.writes(writes, f"{user} epilogue")
+            self.check_in_place(epilogue, f"{user} epilogue")
 

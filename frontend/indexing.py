@@ -99,7 +99,9 @@ def _basic_getitem(x: Tracer, key: tuple, view: bool = False) -> Tracer:
                 raise UnsupportedError("slice bounds must be Python ints, not traced values; mark "
                                        "the argument static", user_source())
             start, stop, step = item.indices(size)
-            if step < 0 and stop < 0:
+            if not range(start, stop, step):
+                start, stop, step = 0, 0, 1   # empty: (-1, 1, -2) as a slice would not be
+            elif step < 0 and stop < 0:
                 stop = None
             slices.append((start, stop, step))
             final_shape.append(len(range(*slice(start, stop, step).indices(size))))

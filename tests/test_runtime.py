@@ -37,10 +37,6 @@ class StandinKernel:
     extent: int
     cost_per_item: int
 
-    @property
-    def modules(self) -> tuple[str, ...]:
-        return (self.llvm_ir,)
-
 
 _I64 = ir.IntType(64)
 _LLVM_TYPES = {np.dtype(np.float32): ir.FloatType(), np.dtype(np.float64): ir.DoubleType(),

@@ -16,6 +16,13 @@ Vocabulary used here:
   that member's own indexing (`canonical_access`); anything else is read from memory.
 - A *matmul group* is one matmul plus an elementwise epilogue over the matmul's output shape.
 - A *host group* is one node run with its NumPy implementation.
+- An *update* is a `setitem` with a basic index (ints, slices, None, Ellipsis): a loop member
+  whose loop shape is the written region's shape (`loop_shape`). It computes no value inside the
+  kernel: it stores its value operand (broadcast to the region) into its target's buffer, in
+  place when the scheduler finds the old value dead. Nothing in its kernel reads it as a value;
+  loads of that buffer in the kernel must read elements no store of the kernel writes, or
+  (for the target's old value) exactly the element being written (`update_conflict`). An update
+  whose target is another update of the same kernel continues its chain (one buffer).
 """
 from __future__ import annotations
 
@@ -26,6 +33,7 @@ import numpy as np
 
 from ..ir import Graph, Node, rebuild
 from ..ops import ELEMENTWISE, OPS, REDUCTIONS, SOURCES, VIEWS, Execution, Op
+from ..regions import Region, disjoint, is_basic_template, update_region
 
 Shape = tuple[int, ...]
 
@@ -77,6 +85,65 @@ def apply_view(node: Node, operand: Layout) -> Layout | None:
         return None
     offset = operand.offset + _address(viewed) - _address(_FAKE_BASE)
     return Layout(operand.root, tuple(viewed.shape), tuple(viewed.strides), offset)
+
+
+def broadcast_layout(layout: Layout, shape: Shape) -> Layout:
+    """`layout` read broadcast to `shape` (NumPy's rules: leading dims added, unit dims
+    repeated with stride 0). Leading unit dims beyond `shape`'s rank are dropped, as NumPy's
+    assignment drops them (`x[0:3, 4] = v` takes a v of shape (1, 3))."""
+    dropped = max(0, len(layout.shape) - len(shape))
+    if any(extent != 1 for extent in layout.shape[:dropped]):
+        raise AssertionError(f"a value of shape {layout.shape} cannot fill shape {shape}")
+    layout = Layout(layout.root, layout.shape[dropped:], layout.strides[dropped:], layout.offset)
+    extra = len(shape) - len(layout.shape)
+    strides = [0] * extra
+    for stride, extent, target in zip(layout.strides, layout.shape, shape[extra:]):
+        strides.append(0 if extent == 1 and target != 1 else stride)
+    return Layout(layout.root, tuple(shape), tuple(strides), layout.offset)
+
+
+# ---------------------------------------------------------------- updates (basic setitem)
+
+def update_of(graph: Graph, node_id: int) -> Region | None:
+    """The region a basic-index setitem writes (over its target's C order), or None if the node
+    is not an update (another op, an integer-array or boolean index, a value of another dtype)."""
+    node = graph.node(node_id)
+    if node.op is not Op.SETITEM or len(node.args) != 2:
+        return None
+    template = node.attrs["template"]
+    if not is_basic_template(template) or graph.node(node.args[1]).dtype != node.dtype:
+        return None
+    return update_region(tuple(node.shape), template)
+
+
+def is_update(graph: Graph, node_id: int) -> bool:
+    return update_of(graph, node_id) is not None
+
+
+def loop_shape(graph: Graph, node_id: int) -> Shape:
+    """The shape a member spans in its loop: an update's region, any other node's own shape."""
+    region = update_of(graph, node_id)
+    return tuple(graph.node(node_id).shape) if region is None else region.shape
+
+
+def update_value_layout(graph: Graph, analysis: "ViewAnalysis", node_id: int) -> Layout:
+    """How an update reads its value: broadcast to the region it writes."""
+    region = update_of(graph, node_id)
+    return broadcast_layout(analysis.layout[graph.node(node_id).args[1]], region.shape)
+
+
+def region_layout(graph: Graph, node_id: int) -> Layout:
+    """An update's region as a layout over its target's buffer (C order of the target)."""
+    region = update_of(graph, node_id)
+    return Layout(graph.node(node_id).args[0], region.shape, region.strides, region.offset)
+
+
+def may_update_in_place(graph: Graph, analysis: "ViewAnalysis", target: int) -> bool:
+    """Could an update ever write `target`'s own buffer? Not a param's or a constant's, not a
+    folded view's (it has none), not a graph output's (the caller receives the old value)."""
+    node = graph.node(target)
+    return (node.op not in SOURCES and not analysis.is_folded(graph, target)
+            and target not in graph.outputs)
 
 
 # ---------------------------------------------------------------- loop spaces
@@ -150,8 +217,8 @@ class ViewAnalysis:
 def views_to_materialize(graph: Graph) -> set[int]:
     """Views that must exist in memory: graph outputs and operands of host kernels."""
     needed = {o for o in graph.outputs if graph.node(o).op in VIEWS}
-    for _, node in graph.items():
-        if kind_of(node.op) == HOST:
+    for node_id, node in graph.items():
+        if node_kind(graph, node_id) == HOST:
             needed.update(a for a in node.args if graph.node(a).op in VIEWS)
     return needed
 
@@ -196,17 +263,42 @@ def _analyze_views_once(graph: Graph, materialized: set[int], strict: bool) -> V
 
 
 def inputs_of(graph: Graph, analysis: ViewAnalysis, node_id: int) -> list[Layout]:
-    """The layouts a non-folded node reads, in operand order."""
+    """The layouts a non-folded node reads, in operand order (an update: its target, then its
+    value broadcast to the region it writes)."""
     node = graph.node(node_id)
     if node.op in VIEWS:
         return [analysis.copy_input[node_id]]
+    if is_update(graph, node_id):
+        return [analysis.layout[node.args[0]], update_value_layout(graph, analysis, node_id)]
     return [analysis.layout[a] for a in node.args]
+
+
+def loop_reads(graph: Graph, analysis: ViewAnalysis, space: LoopSpace, member: int
+               ) -> list[tuple[Layout, tuple[int | None, ...] | None]]:
+    """(layout, dims) of every value a loop member reads inside its kernel (an update reads its
+    value, not its target: the target's other elements stay where they are)."""
+    if is_update(graph, member):
+        return [(update_value_layout(graph, analysis, member),
+                 space.node_dims(loop_shape(graph, member)))]
+    node = graph.node(member)
+    if node.op in REDUCTIONS:
+        dims = tuple(range(len(space.shape)))
+    else:
+        dims = space.node_dims(node.shape)
+    return [(layout, dims) for layout in inputs_of(graph, analysis, member)]
 
 
 def kind_of(op: Op) -> str | None:
     """Which kind of group computes a node of this op (None for params and constants)."""
     execution = OPS[op].execution
     return None if execution is None else execution.value
+
+
+def node_kind(graph: Graph, node_id: int) -> str | None:
+    """Which kind of group computes this node: its op's kind, except that updates are loops."""
+    if is_update(graph, node_id):
+        return LOOP
+    return kind_of(graph.node(node_id).op)
 
 
 # ---------------------------------------------------------------- checking a candidate group
@@ -220,10 +312,10 @@ def loop_space_of(graph: Graph, members: Iterable[int]) -> LoopSpace | str:
         return LoopSpace(matmuls[0].shape)
     reductions = [(m, n) for m, n in zip(members, nodes) if n.op in REDUCTIONS]
     if not reductions:
-        shapes = {n.shape for n in nodes}
+        shapes = {loop_shape(graph, m) for m in members}
         if len(shapes) > 1:
             return f"loop shapes differ {sorted(shapes)}"
-        return LoopSpace(nodes[0].shape)
+        return LoopSpace(shapes.pop())
     spaces = {(graph.node(n.args[0]).shape, reduce_axes_of(n)) for _, n in reductions}
     if len(spaces) > 1:
         described = ", ".join(f"{shape} over axes {axes}" for shape, axes in sorted(spaces))
@@ -234,7 +326,7 @@ def loop_space_of(graph: Graph, members: Iterable[int]) -> LoopSpace | str:
 
 def _is_outer_member(graph: Graph, space: LoopSpace, member: int) -> bool:
     node = graph.node(member)
-    return node.op in REDUCTIONS or not space.is_full(node.shape)
+    return node.op in REDUCTIONS or not space.is_full(loop_shape(graph, member))
 
 
 def space_representatives(graph: Graph, members: Iterable[int]) -> list[int]:
@@ -266,15 +358,13 @@ def check_group(graph: Graph, analysis: ViewAnalysis, members: set[int], kind: s
             continue
         if kind == MATMUL and node.op not in ELEMENTWISE:
             return f"{node.op.value} cannot run in a matmul epilogue"
-        dims = space.node_dims(node.shape)
-        if dims is None:
-            return (f"%{member} of shape {node.shape} does not fit the loop {space.shape} "
+        shape = loop_shape(graph, member)
+        if space.node_dims(shape) is None:
+            return (f"%{member} of shape {shape} does not fit the loop {space.shape} "
                     f"(reduce axes {space.reduce_axes})")
-        if node.op in REDUCTIONS:
-            dims = tuple(range(len(space.shape)))
-        for layout in inputs_of(graph, analysis, member):
-            if layout.root not in members:
-                continue
+        for layout, dims in loop_reads(graph, analysis, space, member):
+            if layout.root not in members or is_update(graph, layout.root):
+                continue   # read from memory (an update's buffer: see update_conflict)
             if space.access(layout, dims) != space.canonical(layout.root,
                                                             graph.node(layout.root).shape):
                 return (f"%{member} reads %{layout.root} through a view that re-indexes it "
@@ -285,13 +375,75 @@ def check_group(graph: Graph, analysis: ViewAnalysis, members: set[int], kind: s
     return None
 
 
+def update_conflict(graph: Graph, analysis: ViewAnalysis, members: set[int]) -> str | None:
+    """None if the updates among `members` can store in place in one kernel; otherwise why not.
+
+    Each update either starts a chain (its target is not computed by the kernel) or continues
+    one (its target is the previous update of the chain, which nothing else reads). A chain
+    writes one buffer; its stores must be pairwise disjoint, and every load of that buffer in
+    the kernel (of the chain's base target, where the base may be written in place, or of an
+    update of the chain) must touch no stored element, except a load of the base target at
+    exactly the stored element (it reads the old value before the store)."""
+    updates = sorted(m for m in members if is_update(graph, m))
+    if not updates:
+        return None
+    space = loop_space_of(graph, members)
+    if isinstance(space, str):
+        return space
+    base: dict[int, int] = {}                # update -> the target its chain starts from
+    stores: dict[int, list[tuple[tuple[int, ...], int]]] = {}   # chain base -> stored accesses
+    targets: set[int] = set()
+    outputs = set(graph.outputs)
+    for update in updates:
+        target = graph.node(update).args[0]
+        if target in targets:
+            return f"%{target} is updated twice in one kernel"
+        targets.add(target)
+        if target in base:
+            readers = analysis.consumers.get(target, ())
+            if target in outputs or any(r != update and r not in members for r in readers):
+                return f"%{update} updates %{target}, which is read after this kernel"
+            base[update] = base[target]
+        else:
+            if analysis.layout[target].root in members:
+                return f"%{update} updates %{target}, which this kernel computes"
+            base[update] = target
+            stores[target] = []
+        region = region_layout(graph, update)
+        stores[base[update]].append(space.access(region, space.node_dims(region.shape)))
+    for chain, accesses in stores.items():
+        shape = tuple(graph.node(chain).shape)
+        for n, (a_strides, a_offset) in enumerate(accesses):
+            for b_strides, b_offset in accesses[n + 1:]:
+                if not disjoint(a_strides, a_offset, b_strides, b_offset, space.shape, shape):
+                    return "two updates of one array in a kernel write overlapping regions"
+    for member in sorted(members):
+        for layout, dims in loop_reads(graph, analysis, space, member):
+            root = layout.root
+            if root in base:
+                chain, old = base[root], False
+            elif root in stores and may_update_in_place(graph, analysis, root):
+                chain, old = root, True
+            else:
+                continue
+            strides, offset = space.access(layout, dims)
+            shape = tuple(graph.node(chain).shape)
+            for store in stores[chain]:
+                if old and (strides, offset) == store:
+                    continue
+                if not disjoint(strides, offset, store[0], store[1], space.shape, shape):
+                    return (f"%{member} reads elements of %{root} that an update in the same "
+                            "kernel overwrites")
+    return None
+
+
 # ---------------------------------------------------------------- grouping
 
 MAX_KERNEL_NODES = 512
 # each reduction in a loop group is one more pass over the loop space, and LLVM's time on a
 # function grows much faster than its number of loops: chains of dependent reductions are cut
 MAX_KERNEL_REDUCTIONS = 16
-MAX_SIBLING_CANDIDATES = 4
+SIBLING_CANDIDATES = 8   # loop groups reading an input that a new reader may join
 
 @dataclass
 class Group:
@@ -321,6 +473,7 @@ class _Grouper:
         self.group_of: dict[int, int] = {}
         self.notes: dict[int, list[str]] = {}
         self.readers_of_root: dict[int, set[int]] = {}   # source/root -> loop groups reading it
+        self.update_groups: set[int] = set()               # groups with an update among them
         self._reps: dict[int, list[int]] = {}   # group -> the members deciding its loop space
         self._next = 0
 
@@ -333,6 +486,8 @@ class _Grouper:
         self._next += 1
         self.groups[group.id] = group
         self.group_of[node_id] = group.id
+        if is_update(self.graph, node_id):
+            self.update_groups.add(group.id)
         return group
 
     def producer_roots(self, node_id: int) -> list[int]:
@@ -378,7 +533,7 @@ class _Grouper:
     # ------------------------------------------------------------ placing one node
     def place(self, node_id: int) -> None:
         node = self.graph.node(node_id)
-        kind = kind_of(node.op)
+        kind = node_kind(self.graph, node_id)
         if kind == HOST:
             self.new_group(HOST, node_id)
             self.note(node_id, f"{node.op.value} has no native lowering: it runs on the host "
@@ -423,10 +578,9 @@ class _Grouper:
         """Fuse with a loop group that reads the same inputs (so they are read once)."""
         producers = {self.group_of[r] for r in roots if r in self.group_of}
         for root in roots:
-            # the most recent readers only: every candidate costs a cycle check, and a value read
-            # all along a long program would make placing each node cost the program's length
-            readers = sorted(self.readers_of_root.get(root, ()))[-MAX_SIBLING_CANDIDATES:]
-            for group_id in readers:
+            # the most recent readers only: an input every step of an unrolled loop reads (a
+            # stencil's right-hand side) would otherwise cost a cycle search per earlier step
+            for group_id in sorted(self.readers_of_root.get(root, ()))[-SIBLING_CANDIDATES:]:
                 group = self.groups.get(group_id)
                 if group is None or group.kind != LOOP:
                     continue
@@ -473,6 +627,10 @@ class _Grouper:
                                  kind)
         if reason:
             return reason
+        if is_update(self.graph, node_id) or group_ids & self.update_groups:
+            reason = update_conflict(self.graph, self.analysis, self._members(node_id, group_ids))
+            if reason:
+                return reason
         if (len(group_ids) > 1 or not producers <= group_ids) and \
                 self.creates_cycle(group_ids, producers):
             # (a node that reads only the one group it joins cannot close a cycle)
@@ -501,6 +659,9 @@ class _Grouper:
                     readers.add(keep.id)
         keep.members.add(node_id)
         self.group_of[node_id] = keep.id
+        if is_update(self.graph, node_id) or group_ids & self.update_groups:
+            self.update_groups -= group_ids
+            self.update_groups.add(keep.id)
         return keep
 
     def describe(self, group: Group) -> str:
@@ -552,7 +713,7 @@ def plan_from_meta(graph: Graph) -> FusionPlan | None:
         group_id = graph.meta(node_id).get("group")
         if group_id is None:
             continue
-        kind = kind_of(node.op)
+        kind = node_kind(graph, node_id)
         group = groups.setdefault(group_id, Group(group_id, LOOP, set()))
         group.members.add(node_id)
         if kind in (MATMUL, HOST):

@@ -54,7 +54,7 @@ class Rendered(Protocol):
     """What loops.render_loop_kernel returns (runtime/cpu/loops.py: RenderedKernel)."""
 
     name: str
-    modules: tuple[str, ...]   # LLVM texts that define `name`; equal texts are linked once
+    llvm_ir: str
     extent: int
     cost_per_item: int
 
@@ -65,12 +65,6 @@ Renderer = Callable[[LoopKernel, Sequence[Buffer]], Rendered]
 class ObjectCache(Protocol):
     def load(self, key: str) -> bytes | None: ...
     def store(self, key: str, payload: bytes) -> Any: ...
-
-
-def _default_renderer() -> Renderer:
-    from .loops import render_loop_kernel
-
-    return render_loop_kernel
 
 
 # ---------------------------------------------------------------- the plan
@@ -323,10 +317,15 @@ class CPUBackend:
 
     # ------------------------------------------------------------ stages
     def _render_all(self, program: Program) -> dict[int, Rendered]:
-        render = self._render or _default_renderer()
+        kernels = _loop_kernels(program)
+        render = self._render
+        if render is None:   # structurally identical kernels share one function (sharing.py)
+            from .sharing import SharingRenderer
+
+            render = SharingRenderer(kernels, program.buffers)
         rendered: dict[int, Rendered] = {}
         names: set[str] = set()
-        for kernel in _loop_kernels(program):
+        for kernel in kernels:
             try:
                 result = render(kernel, program.buffers)
             except GraphjitError:
@@ -429,8 +428,7 @@ def _plan_and_sources(program: Program, rendered: dict[int, Rendered], threads: 
     items = planner.plan(bind_natively)
     segments = [item for item in items if isinstance(item, llvm.Segment)]
     kernels = _unique(rendered.values())
-    modules = dict.fromkeys(text for r in kernels for text in r.modules)
-    sources = [*modules, llvm.segments_ir(segments)]
+    sources = [r.llvm_ir for r in kernels] + [llvm.segments_ir(segments)]
     symbols = [r.name for r in kernels] + [s.name for s in segments]
     return planner, items, sources, symbols
 

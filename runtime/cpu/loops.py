@@ -5,10 +5,7 @@ Interface: `render_loop_kernel(kernel, buffers) -> RenderedKernel`. The rendered
     void <name>(char** buffers, int64_t begin, int64_t end)
 
 where `buffers` is the program's buffer table indexed by `Buffer.index` (C-contiguous base
-pointers) and the call computes work items [begin, end) of [0, extent). `<name>` is a
-trampoline: it copies the kernel's own buffers out of the table and calls the body, which numbers
-them 0, 1, ... in `kernel.buffers()` order and is named by a digest of its text, so equal kernels
-(the iterations of an unrolled loop) share one body, compiled once. Work items never share an
+pointers) and the call computes work items [begin, end) of [0, extent). Work items never share an
 output element, so the runtime may run disjoint ranges on different threads.
 
 Work items
@@ -38,7 +35,6 @@ every reduction through reducers.py's REDUCERS; transcendental functions come fr
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -64,31 +60,18 @@ COLUMN_BLOCK = 64       # columns per work item of a column reduction (see rende
 
 @dataclass(frozen=True)
 class RenderedKernel:
-    """A kernel as two LLVM modules: its body, numbered by the kernel's own buffers (so kernels
-    that differ only in which buffers they touch, like the iterations of an unrolled loop,
-    render the same body text, which the backend compiles once), and a trampoline `name` that
-    picks those buffers out of the program's table and calls the body."""
-
     name: str            # LLVM function name (kernel.name, made a valid symbol)
-    body_ir: str         # module defining the body (named by a digest of its text)
-    trampoline_ir: str   # module defining `name`, declaring the body
+    llvm_ir: str         # a complete LLVM module (textual IR) defining that function
     extent: int          # number of independent work items
     cost_per_item: int   # rough element-ops per item, so the runtime can pick thread counts
 
-    @property
-    def modules(self) -> tuple[str, str]:
-        return self.body_ir, self.trampoline_ir
 
-    @property
-    def llvm_ir(self) -> str:
-        """One complete module defining `name` (and the body)."""
-        return self.body_ir + "\n" + self.trampoline_ir.split("\n", 1)[1]
-
-
-def render_loop_kernel(kernel: LoopKernel, buffers: Sequence[Buffer]) -> RenderedKernel:
-    """Render `kernel` as a complete LLVM module; errors surface as graphjit CompileErrors."""
+def render_loop_kernel(kernel: LoopKernel, buffers: Sequence[Buffer],
+                       inline: bool = True) -> RenderedKernel:
+    """Render `kernel` as a complete LLVM module; errors surface as graphjit CompileErrors.
+    `inline=False` marks the function noinline (one body shared by many callers, sharing.py)."""
     try:
-        return KernelRenderer(kernel, buffers).render()
+        return KernelRenderer(kernel, buffers, inline).render()
     except GraphjitError:
         raise
     except Exception as exc:   # a codegen bug: never leak a bare traceback to users
@@ -154,8 +137,9 @@ class Scope:
 # ---------------------------------------------------------------- the renderer
 
 class KernelRenderer:
-    def __init__(self, kernel: LoopKernel, buffers: Sequence[Buffer]):
+    def __init__(self, kernel: LoopKernel, buffers: Sequence[Buffer], inline: bool = True):
         self.kernel = kernel
+        self.attributes = "nounwind" if inline else "noinline nounwind"
         self.instrs = kernel.instrs
         self.buffers = {buffer.index: buffer for buffer in buffers}
         self.parts = ModuleParts()
@@ -180,42 +164,24 @@ class KernelRenderer:
     def render(self) -> RenderedKernel:
         name = symbol_name(self.kernel.name)
         self.e.start_block("entry")
-        local = list(self.kernel.buffers())          # the body's own buffer numbering
         self.alias_tags, metadata = alias_metadata(self.kernel, self.buffers)
         self.next_metadata = len(metadata)          # alias scopes use ids 0 .. n-1
-        for position, index in enumerate(local):
-            slot = self.e.assign(f"getelementptr inbounds ptr, ptr %buffers, i64 {position}",
-                                 "bp")
+        for index in self.kernel.buffers():
+            slot = self.e.assign(f"getelementptr inbounds ptr, ptr %buffers, i64 {index}", "bp")
             self.buffer_ptrs[index] = self.e.assign(f"load ptr, ptr {slot}, align 8", "buf")
         if self.kernel.reduce_axes:
             extent, work = self.render_reduction()
         else:
             extent, work = self.render_elementwise()
         self.e.emit("ret void")
-        body = "\n".join([*self.e.lines, "}", "", self.parts.text(), *metadata,
-                          *self.loop_ids, ""])
-        body_name = "gj_body_" + hashlib.sha1(body.encode()).hexdigest()[:20]
-        # noinline: an inlined body would be optimised again in every trampoline that calls it
-        body_ir = "\n".join([
-            f"define void @{body_name}(ptr noalias %buffers, i64 %begin, "
-            "i64 %end) nounwind noinline {", body])
-        return RenderedKernel(name, body_ir, self.trampoline(name, body_name, local), extent,
-                              max(1, work))
-
-    def trampoline(self, name: str, body_name: str, local: list[int]) -> str:
-        lines = [f"declare void @{body_name}(ptr, i64, i64)",
-                 f"; graphjit kernel {self.kernel.name}: loop {self.kernel.loop_shape}, "
-                 f"reduce axes {self.kernel.reduce_axes}",
-                 f"define void @{name}(ptr noalias %buffers, i64 %begin, i64 %end) nounwind {{",
-                 f"  %local = alloca [{max(1, len(local))} x ptr], align 8"]
-        for position, index in enumerate(local):
-            lines += [f"  %from{position} = getelementptr inbounds ptr, ptr %buffers, i64 {index}",
-                      f"  %buf{position} = load ptr, ptr %from{position}, align 8",
-                      f"  %to{position} = getelementptr inbounds ptr, ptr %local, i64 {position}",
-                      f"  store ptr %buf{position}, ptr %to{position}, align 8"]
-        lines += [f"  call void @{body_name}(ptr %local, i64 %begin, i64 %end)", "  ret void",
-                  "}", ""]
-        return "\n".join(lines)
+        text = "\n".join([
+            f"; graphjit kernel {self.kernel.name}: loop {self.kernel.loop_shape}, "
+            f"reduce axes {self.kernel.reduce_axes}",
+            f"define void @{name}(ptr noalias %buffers, i64 %begin, i64 %end) "
+            f"{self.attributes} {{",
+            *self.e.lines, "}", "", self.parts.text(), *metadata, *self.loop_ids, "",
+        ])
+        return RenderedKernel(name, text, extent, max(1, work))
 
     def dims(self, axes: Sequence[int]) -> list[Dim]:
         shape = self.kernel.loop_shape
@@ -800,8 +766,7 @@ def alias_metadata(kernel: LoopKernel,
     lines = ['!0 = distinct !{!0, !"graphjit kernel buffers"}']
     scope_ids = {key: 1 + n for n, key in enumerate(distinct)}
     for key, ident in scope_ids.items():
-        # named by position, not by program buffer: equal kernels must render equal bodies
-        lines.append(f'!{ident} = distinct !{{!{ident}, !0, !"memory {ident - 1}"}}')
+        lines.append(f'!{ident} = distinct !{{!{ident}, !0, !"{key[0]} {key[1]}"}}')
     next_id = 1 + len(distinct)
     tags: dict[tuple, str] = {}
     for key in distinct:
