@@ -578,6 +578,18 @@ OPS.update({
 # HOST_FUNCTIONS), `output` (which element of a tuple result, or -1 for a single array) and
 # `kwargs` (static keyword arguments as sorted (name, value) pairs).
 
+def _lstsq_residuals(a: np.ndarray, b: np.ndarray, **kwargs: Any) -> np.ndarray:
+    """np.linalg.lstsq's residuals, whose length NumPy decides from the rank it finds: a compiled
+    program has a static shape, so a rank-deficient matrix (no residuals) is an error here."""
+    _, residuals, rank, _ = np.linalg.lstsq(a, b, **kwargs)
+    if a.shape[-2] > a.shape[-1] and rank < a.shape[-1]:
+        raise np.linalg.LinAlgError(
+            f"lstsq: the matrix has rank {rank} < {a.shape[-1]}, so NumPy returns no residuals "
+            "(an empty array); a compiled program cannot change its result's shape at run time. "
+            "Compute them as np.sum((b - a @ x) ** 2, axis=0) instead")
+    return residuals
+
+
 HOST_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "sort": np.sort, "argsort": np.argsort, "searchsorted": np.searchsorted,
     "median": np.median, "percentile": np.percentile, "quantile": np.quantile,
@@ -590,6 +602,8 @@ HOST_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "linalg.slogdet": np.linalg.slogdet, "linalg.pinv": np.linalg.pinv,
     "linalg.norm": np.linalg.norm, "linalg.matrix_rank": np.linalg.matrix_rank,
     "linalg.lstsq": np.linalg.lstsq, "linalg.svdvals": np.linalg.svd,
+    "linalg.lstsq_residuals": _lstsq_residuals,
+    "linalg.cond": np.linalg.cond,
 }
 
 
