@@ -364,12 +364,23 @@ def _matrix_norm(x: Tracer, ord: Any, axis: tuple[int, int], keepdims: bool) -> 
 if hasattr(linalg, "vector_norm"):
     @implements(linalg.vector_norm)
     def vector_norm(x, /, *, axis=None, keepdims=False, ord=2):
+        """NumPy's: the axes (all of them for None) flattened into one, then norm along it."""
         x = _norm_operand(x)
-        if axis is None:
-            flat = np.reshape(x, (-1,))
-            result = norm(flat, ord=ord, axis=0)
-            return np.reshape(result, (1,) * x.ndim) if keepdims else result
-        return norm(x, ord=ord, axis=axis, keepdims=keepdims)
+        shape = list(x.shape)
+        axes = tuple(range(x.ndim)) if axis is None else axis if isinstance(axis, tuple) else (
+            axis,)
+        axes = tuple(_normalize_axis(a, x.ndim) for a in axes)
+        if axis is None or isinstance(axis, tuple):
+            rest = tuple(i for i in range(x.ndim) if i not in axes)
+            x = np.reshape(np.transpose(x, axes + rest),
+                           (math.prod(shape[i] for i in axes), *(shape[i] for i in rest)))
+            axis = 0
+        result = norm(x, ord=ord, axis=axis)
+        if keepdims:
+            for a in axes:
+                shape[a] = 1
+            result = np.reshape(result, tuple(shape))
+        return result
 
 if hasattr(linalg, "matrix_norm"):
     @implements(linalg.matrix_norm)
