@@ -8,10 +8,12 @@ errors (a non-square det, mismatched solve) surface, naming the user's line. A t
 (slogdet, qr, svd, eigh, lstsq) is one host step per element, returned in NumPy's own result
 class (SVDResult, ...). Their derivatives live in compiler/autodiff_linalg.py.
 
-norm, vector_norm, matrix_norm, cond, matrix_power and multi_dot are written with traced ops
-(abs, sum, max, sqrt, power, matmul), following NumPy's own code path for each `ord`, so they
-fuse and differentiate like any other composition; the 2-, -2- and nuclear norms take the
-singular values from one host step.
+norm, vector_norm, matrix_norm, cond, matrix_power, multi_dot, tensorinv, tensorsolve and the
+array-API names (matmul, outer, vecdot, matrix_transpose, trace, diagonal) are written with
+traced ops (abs, sum, max, sqrt, power, matmul), following NumPy's own code path (for norm,
+branch by branch for each `ord`), so they fuse and differentiate like any other composition;
+the 2-, -2- and nuclear norms take the singular values from one host step. linalg.tensordot and
+linalg.cross delegate to np.tensordot and np.cross.
 """
 from __future__ import annotations
 
@@ -405,3 +407,87 @@ def cond(x, p=None):
     # unless the matrix itself holds a NaN
     has_nan = np.any(np.isnan(x), axis=(-2, -1))
     return np.where(np.isnan(ratio) & ~has_nan, np.asarray(np.inf, ratio.dtype), ratio)
+
+
+# ---------------------------------------------------------------- tensor forms and array-API names
+
+@implements(linalg.tensorinv)
+def tensorinv(a, ind=2):
+    a = _array(a)
+    if not isinstance(ind, int) or ind <= 0:
+        raise ShapeError("np.linalg.tensorinv: Invalid ind argument.", user_source())
+    rows = math.prod(a.shape[ind:])
+    inverse = inv(np.reshape(a, (rows, -1)))
+    return np.reshape(inverse, a.shape[ind:] + a.shape[:ind])
+
+
+@implements(linalg.tensorsolve)
+def tensorsolve(a, b, axes=None):
+    a, b = lift_all([a, b])
+    if axes is not None:
+        order = list(range(a.ndim))
+        for k in axes:
+            order.remove(k)
+            order.insert(a.ndim, k)
+        a = np.transpose(a, order)
+    solution_shape = a.shape[-(a.ndim - b.ndim):]
+    size = math.prod(solution_shape)
+    if math.prod(a.shape) != size ** 2:
+        raise ShapeError("np.linalg.tensorsolve: Input arrays must satisfy the requirement "
+                         "prod(a.shape[b.ndim:]) == prod(a.shape[:b.ndim])", user_source())
+    solution = solve(np.reshape(a, (size, size)), np.reshape(b, (-1,)))
+    return np.reshape(solution, solution_shape)
+
+
+def _stacked_matrices(x: Tracer, function: str) -> None:
+    if x.ndim < 2:
+        raise ShapeError(f"np.linalg.{function}: {x.ndim}-dimensional array given. Array must "
+                         "be at least two-dimensional", user_source())
+
+
+if hasattr(linalg, "matrix_transpose"):
+    @implements(linalg.matrix_transpose)
+    def matrix_transpose(x, /):
+        x = _array(x)
+        _stacked_matrices(x, "matrix_transpose")
+        return np.swapaxes(x, -1, -2)
+
+    @implements(linalg.matmul)
+    def linalg_matmul(x1, x2, /):
+        return matmul(x1, x2)
+
+    @implements(linalg.outer)
+    def linalg_outer(x1, x2, /):
+        x1, x2 = lift_all([x1, x2])
+        if x1.ndim != 1 or x2.ndim != 1:
+            raise ShapeError(f"np.linalg.outer: Input arrays must be one-dimensional, but they "
+                             f"are x1.ndim={x1.ndim} and x2.ndim={x2.ndim}.", user_source())
+        return np.outer(x1, x2)
+
+    @implements(linalg.vecdot)
+    def linalg_vecdot(x1, x2, /, *, axis=-1):
+        x1, x2 = lift_all([x1, x2])
+        return np.sum(x1 * x2, axis=axis)
+
+    @implements(linalg.trace)
+    def linalg_trace(x, /, *, offset=0, dtype=None):
+        x = _array(x)
+        _stacked_matrices(x, "trace")
+        return np.sum(np.diagonal(x, offset, -2, -1), axis=-1, dtype=dtype)
+
+    @implements(linalg.diagonal)
+    def linalg_diagonal(x, /, *, offset=0):
+        x = _array(x)
+        _stacked_matrices(x, "diagonal")
+        return np.diagonal(x, offset, -2, -1)
+
+    # NumPy's own: delegated, so they work wherever np.tensordot / np.cross are traced
+    implements(linalg.tensordot)(lambda x1, x2, /, *, axes=2: np.tensordot(x1, x2, axes=axes))
+
+    @implements(linalg.cross)
+    def linalg_cross(x1, x2, /, *, axis=-1):
+        x1, x2 = lift_all([x1, x2])
+        if x1.ndim == 0 or x2.ndim == 0 or x1.shape[axis] != 3 or x2.shape[axis] != 3:
+            raise ShapeError("np.linalg.cross: Both input arrays must be (arrays of) "
+                             "3-dimensional vectors", user_source())
+        return np.cross(x1, x2, axis=axis)

@@ -569,3 +569,44 @@ def test_unsupported_linalg_functions_name_themselves():
         return np.linalg.tensorinv(a, ind=1)
 
     expect_error(fn, UnsupportedError, "tensorinv", np.eye(3), hints=("np.linalg.tensorinv",))
+
+
+# ---------------------------------------------------------------- tensor forms and array-API names
+
+def test_tensorinv_and_tensorsolve():
+    a = general((6, 6)).reshape(6, 2, 3)
+    check_against_numpy(lambda a: np.linalg.tensorinv(a, ind=1), a, check_cache=False)
+    b4 = general((6, 6)).reshape(2, 3, 6)
+    check_against_numpy(np.linalg.tensorinv, b4, check_cache=False)
+    check_against_numpy(np.linalg.tensorsolve, b4, rect((2, 3)), check_cache=False)
+    c = general((6, 6)).reshape(6, 2, 3)
+    check_against_numpy(lambda a, b: np.linalg.tensorsolve(a, b, axes=(0,)), c, rect((2, 3)),
+                        check_cache=False)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int64])
+def test_array_api_names(dtype):
+    x = (rect((2, 3, 3), seed=5) * 4).astype(dtype)
+    check_against_numpy(lambda x: (np.linalg.matmul(x, x), np.linalg.matrix_transpose(x),
+                                   np.linalg.trace(x), np.linalg.trace(x, offset=1),
+                                   np.linalg.diagonal(x, offset=-1), np.linalg.vecdot(x, x[0]),
+                                   np.linalg.vecdot(x, x, axis=0),
+                                   np.linalg.outer(x[0, 0], x[1, :, 2])), x, check_cache=False)
+
+
+def test_array_api_name_errors():
+    def outer(x):
+        return np.linalg.outer(x, x)
+
+    expect_error(outer, ShapeError, "outer", np.ones((2, 2)), hints=("one-dimensional",))
+
+    def cross(x):
+        return np.linalg.cross(x, x)
+
+    expect_error(cross, ShapeError, "cross", np.ones(2), hints=("3-dimensional",))
+
+    def transpose(x):
+        return np.linalg.matrix_transpose(x)
+
+    expect_error(transpose, ShapeError, "matrix_transpose", np.ones(2),
+                 hints=("two-dimensional",))
