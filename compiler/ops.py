@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import math
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -607,11 +608,40 @@ HOST_FUNCTIONS: dict[str, Callable[..., Any]] = {
 }
 
 
+class _TupleResults(threading.local):
+    """The last tuple result of a host call on this thread. Each element of a tuple (svd's U, S
+    and Vh) is a node of its own, so the steps of one tuple call NumPy on the same operands one
+    after another: the later ones reuse the first one's result (one LAPACK call, not three).
+    Operands are compared by their bytes (a buffer can hold new values at the same address);
+    an element asked for twice is computed afresh (no two outputs share an array), and the
+    entry is dropped once every element has been taken."""
+
+    entry: tuple | None = None
+
+    def result(self, function: str, operands: Sequence[np.ndarray],
+               kwargs: tuple[tuple[str, Any], ...], output: int) -> Any:
+        key = (function, kwargs, tuple((o.shape, o.dtype.str) for o in operands))
+        data = [np.ascontiguousarray(o).tobytes() for o in operands]
+        entry = self.entry
+        if entry is not None and entry[0] == key and output not in entry[3] and entry[1] == data:
+            result, taken = entry[2], entry[3]
+        else:
+            result, taken = HOST_FUNCTIONS[function](*operands, **dict(kwargs)), set()
+        taken.add(output)
+        self.entry = None if len(taken) == len(result) else (key, data, result, taken)
+        return result
+
+
+_TUPLE_RESULTS = _TupleResults()
+
+
 def _host_call_impl(*operands: np.ndarray, function: str, output: int,
                     kwargs: tuple[tuple[str, Any], ...], shape: Shape,
                     dtype: np.dtype) -> np.ndarray:
-    result = HOST_FUNCTIONS[function](*operands, **dict(kwargs))
-    result = np.asarray(result if output < 0 else result[output])
+    if output < 0:
+        result = np.asarray(HOST_FUNCTIONS[function](*operands, **dict(kwargs)))
+    else:
+        result = np.asarray(_TUPLE_RESULTS.result(function, operands, kwargs, output)[output])
     if result.shape != tuple(shape) or result.dtype != np.dtype(dtype):
         raise ValueError(f"{function} gave {result.dtype}{list(result.shape)} where its node "
                          f"promised {np.dtype(dtype)}{list(shape)}")
