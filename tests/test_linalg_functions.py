@@ -644,3 +644,20 @@ def test_a_tuple_result_runs_numpy_once_per_call(monkeypatch, target):
         two(a)
         assert len(calls) == 1
         calls.clear()
+
+
+@pytest.mark.cuda
+def test_host_steps_on_the_cuda_target():
+    pytest.importorskip("graphjit.runtime.cuda")
+
+    def fn(a):
+        return np.linalg.inv(a) * 2, np.linalg.svd(a).S, np.linalg.norm(a, "nuc")
+
+    check_against_numpy(fn, general((3, 3)), target="cuda", check_cache=False)
+
+    def singular(a):
+        return np.linalg.inv(a) + 1
+
+    with pytest.raises(np.linalg.LinAlgError, match="Singular matrix") as info:
+        gj.jit(singular, target="cuda")(np.zeros((2, 2)))
+    assert f"{THIS_FILE}:{line_of(singular, 'np.linalg.inv')}" in str(info.value)
