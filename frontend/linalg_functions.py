@@ -52,10 +52,12 @@ def _array(x: Any) -> Tracer:
 
 def _static(value: Any, function: str, name: str) -> Any:
     """A keyword argument that must be known at trace time (it selects NumPy's code path)."""
+    if isinstance(value, Tracer) and value._known() is not None:   # a constant made in the fn
+        value = value._known()
     if isinstance(value, Tracer) or (np.ndim(value) if value is not None else 0):
         raise UnsupportedError(f"np.linalg.{function}: {name} must be a static Python scalar "
                                "(a traced or array-valued one is not supported)", user_source())
-    return value.item() if isinstance(value, np.generic) else value
+    return value.item() if isinstance(value, (np.generic, np.ndarray)) else value
 
 
 def _outputs(function: str, operands: list, count: int, **kwargs: Any) -> list[Tracer]:

@@ -167,6 +167,8 @@ def test_static_tolerances_reach_numpy():
     check_against_numpy(lambda a: (np.linalg.pinv(a, rcond=1e-5), np.linalg.pinv(a, rtol=1e-2),
                                    np.linalg.matrix_rank(a, tol=1e-6),
                                    np.linalg.matrix_rank(a, rtol=1e-2),
+                                   np.linalg.matrix_rank(a, tol=np.asarray(1e-2)),
+                                   np.linalg.pinv(a, rcond=np.float32(1e-2)),
                                    np.linalg.matrix_rank(a)), a, check_cache=False)
 
 
