@@ -393,6 +393,11 @@ GRADIENT_CASES = {
                     rect((3, 4))),
     "svd_square_full": (lambda a: np.sum(W3 * np.abs(np.linalg.svd(a).U * np.linalg.svd(a).Vh)),
                         rect((3, 3))),
+    "svd_batched": (lambda a: np.sum(W43 * np.linalg.svd(a, full_matrices=False).U ** 2)
+                    + np.sum(V3 * np.linalg.svd(a).S), rect((2, 4, 3))),
+    "qr_batched": (lambda a: np.sum(W43 * np.linalg.qr(a).Q) + np.sum(W3 * np.linalg.qr(a).R),
+                   rect((2, 4, 3))),
+    "pinv_batched": (lambda a: np.sum(W34 * np.linalg.pinv(a)), rect((2, 4, 3))),
     "pinv_tall": (lambda a: np.sum(W34 * np.linalg.pinv(a)), rect((4, 3))),
     "pinv_wide": (lambda a: np.sum(W43 * np.linalg.pinv(a)), rect((3, 4))),
     "lstsq": (lambda a: np.sum(V3 * np.linalg.lstsq(a, np.sin(a[:, 0]))[0]), rect((4, 3))),
