@@ -11,7 +11,8 @@ Conventions (as JAX's):
 - svd's U and Vh, eigh's eigenvectors: the gradient assumes distinct singular values or
   eigenvalues (repeated ones give inf/NaN); the full U or Vh of a non-square matrix
   (full_matrices=True) is not unique and has no gradient.
-- pinv and lstsq: the derivative at full rank (the rank is locally constant).
+- pinv and lstsq (solution and residuals): the derivative at full rank (the rank is locally
+  constant); lstsq's rank and singular values have none.
 - det: g * det(A) * inv(A)^T, so a singular A raises at run time like inv would.
 """
 from __future__ import annotations
@@ -174,6 +175,22 @@ def _lstsq_vjp(b: Builder, node_id: int, g: int):
     return (g_a, g_rhs)
 
 
+def _lstsq_residuals_vjp(b: Builder, node_id: int, g: int):
+    """residuals = |b - A x|^2 per column at the least-squares x, where the derivative through
+    x vanishes (the normal equations): g_b = 2 r g, g_A = -2 (r g) x^T, r = b - A x."""
+    a, rhs = b.node(node_id).args
+    rcond = _kwargs(b, node_id)
+    solution = b.host_call("linalg.lstsq", [a, rhs], output=0, **rcond)
+    vector = b.node(rhs).ndim == 1
+    rhs_matrix = _columns(b, rhs) if vector else rhs
+    solution_matrix = _columns(b, solution) if vector else solution
+    residual = b.sub(rhs_matrix, _matmul(b, a, solution_matrix))
+    weighted = b.scale(_scale_columns(b, residual, g), 2.0)      # 2 r g, column by column
+    g_a = b.neg(_matmul(b, weighted, _t(b, solution_matrix))) if b.needs(a) else None
+    g_rhs = b.reshape(weighted, b.node(rhs).shape) if b.needs(rhs) else None
+    return (g_a, g_rhs)
+
+
 # ---------------------------------------------------------------- factorisations
 
 def _cholesky_vjp(b: Builder, node_id: int, g: int):
@@ -281,6 +298,7 @@ HOST_CALL_RULES.update({
     "linalg.solve": _solve_vjp,
     "linalg.pinv": _pinv_vjp,
     "linalg.lstsq": _lstsq_vjp,
+    "linalg.lstsq_residuals": _lstsq_residuals_vjp,
     "linalg.cholesky": _cholesky_vjp,
     "linalg.eigh": _eigh_vjp,
     "linalg.eigvalsh": _eigh_vjp,
