@@ -655,10 +655,38 @@ def _probe_operand(shape: Shape, dtype: np.dtype, function: str) -> np.ndarray:
     return np.ones(shape, dtype)
 
 
+def _empty_stack_type(shapes: Sequence[Shape], dtypes: Sequence[np.dtype], function: str,
+                      output: int, kwargs: tuple) -> tuple[Shape, np.dtype] | None:
+    """A linalg result type from a stack of no matrices: every matrix operand gets an extra
+    leading batch axis of length 0 (batch ranks padded to match), so NumPy's gufunc loops
+    decide shapes and dtypes without factorising anything (an SVD of a 1000x1000 stand-in
+    takes seconds). None where NumPy does not take such a stack (2-d-only functions): the
+    caller then probes with full-size stand-ins."""
+    batch_rank = max((len(s) - 2 for s in shapes if len(s) >= 2), default=-1)
+    if batch_rank < 0:
+        return None
+    operands = [np.zeros((0,) + (1,) * (batch_rank - len(s) + 2) + tuple(s), d)
+                if len(s) >= 2 else _probe_operand(tuple(s), np.dtype(d), function)
+                for s, d in zip(shapes, dtypes)]
+    try:
+        with np.errstate(all="ignore"):
+            result = HOST_FUNCTIONS[function](*operands, **dict(kwargs))
+        result = np.asarray(result if output < 0 else result[output])
+    except Exception:   # noqa: BLE001  (any refusal: the full-size probe gives the real error)
+        return None
+    if result.ndim == 0 or result.shape[0] != 0:
+        return None
+    return tuple(result.shape[1:]), result.dtype
+
+
 def host_call_type(shapes: Sequence[Shape], dtypes: Sequence[np.dtype], function: str,
                    output: int, kwargs: tuple) -> tuple[Shape, np.dtype]:
     """The result type of a host call, found by calling NumPy on stand-in operands (the
     frontend stores it in the node's attrs: the rules below only read it back)."""
+    if function.startswith("linalg."):
+        found = _empty_stack_type(shapes, dtypes, function, output, kwargs)
+        if found is not None:
+            return found
     operands = [_probe_operand(tuple(s), np.dtype(d), function) for s, d in zip(shapes, dtypes)]
     with np.errstate(all="ignore"):
         result = HOST_FUNCTIONS[function](*operands, **dict(kwargs))
