@@ -249,10 +249,9 @@ def test_vector_norms(ord, dtype):
     x[0, 1] = 0
     x = x.astype(dtype)
     rtol = 1e-5 if dtype is np.float32 else None
-    for axis in (0, 1, -1):
-        for keepdims in (False, True):
-            check_against_numpy(lambda x: np.linalg.norm(x, ord, axis, keepdims), x, rtol=rtol,
-                                check_cache=False)
+    for axis, keepdims in ((0, False), (1, True), (-1, False)):
+        check_against_numpy(lambda x: np.linalg.norm(x, ord, axis, keepdims), x, rtol=rtol,
+                            check_cache=False)
     check_against_numpy(lambda x: np.linalg.norm(x[1], ord), x, rtol=rtol, check_cache=False)
 
 
@@ -261,10 +260,9 @@ def test_vector_norms(ord, dtype):
 def test_matrix_norms(ord, dtype):
     x = (rect((2, 3, 4), np.float64, seed=4) * 3).astype(dtype)
     rtol = 1e-5 if dtype is np.float32 else None
-    for axis in ((1, 2), (2, 1), (0, 2), (-1, 0)):
-        for keepdims in (False, True):
-            check_against_numpy(lambda x: np.linalg.norm(x, ord, axis, keepdims), x, rtol=rtol,
-                                check_cache=False)
+    for axis, keepdims in (((1, 2), False), ((2, 1), True), ((0, 2), True), ((-1, 0), False)):
+        check_against_numpy(lambda x: np.linalg.norm(x, ord, axis, keepdims), x, rtol=rtol,
+                            check_cache=False)
     check_against_numpy(lambda x: np.linalg.norm(x[0], ord), x, rtol=rtol, check_cache=False)
     check_against_numpy(lambda x: np.linalg.norm(x[0], ord, keepdims=True), x, rtol=rtol,
                         check_cache=False)
