@@ -29,7 +29,7 @@ import numpy as np
 
 from .errors import GraphjitError
 from .ir import Graph, Node, rebuild
-from .ops import COMPARISONS, Op, Shape
+from .ops import COMPARISONS, Op, Shape, host_call_type
 
 VjpRule = Callable[["Builder", int, int], Sequence["int | None"]]
 
@@ -131,6 +131,17 @@ class Builder:
 
     def scale(self, a: int, value: float) -> int:
         return self.mul(a, self.full_like(value, a))
+
+    # ------------------------------------------------------------ host steps
+    def host_call(self, function: str, args: Sequence[int], output: int = -1, **kwargs) -> int:
+        """NumPy's `function` (a HOST_FUNCTIONS name) as a host step, typed and keyed like the
+        frontend's, so a call the forward pass already makes is merged with it by CSE."""
+        static = tuple(sorted(kwargs.items()))
+        nodes = [self.node(a) for a in args]
+        shape, dtype = host_call_type([n.shape for n in nodes], [n.dtype for n in nodes],
+                                      function, output, static)
+        return self.emit(Op.HOST_CALL, args, function=function, output=output, kwargs=static,
+                         shape=shape, dtype=dtype)
 
 
 # ---------------------------------------------------------------- rules: elementwise
@@ -777,3 +788,6 @@ def vjp_graph(graph: Graph, wrt: Sequence[int]) -> Graph:
             seeds.append((output, cotangent))
     new.outputs.extend(append_backward(new, seeds, [new.params[p] for p in wrt]))
     return new
+
+
+from . import autodiff_linalg  # noqa: E402,F401  np.linalg's rules register in HOST_CALL_RULES

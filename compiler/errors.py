@@ -1,6 +1,8 @@
 """The errors graphjit raises. Every message names the user's source line and says what to do."""
 from __future__ import annotations
 
+import numpy as np
+
 
 class GraphjitError(Exception):
     """Base class of every error graphjit raises on purpose."""
@@ -50,3 +52,14 @@ class VerifyError(GraphjitError, AssertionError):
 
 class AllocationError(GraphjitError, MemoryError):
     """A call's result or intermediate array could not be allocated (too big for memory)."""
+
+
+class LinAlgError(GraphjitError, np.linalg.LinAlgError):
+    """A linear-algebra step failed at run time as NumPy's would (a singular matrix, one that is
+    not positive definite); still an np.linalg.LinAlgError, which is what NumPy users catch."""
+
+
+def execution_error(message: str, cause: Exception, source: str | None) -> GraphjitError:
+    """The error for an op that failed while running: a LinAlgError keeps its type."""
+    kind = LinAlgError if isinstance(cause, np.linalg.LinAlgError) else GraphjitError
+    return kind(message, source)

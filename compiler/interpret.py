@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .errors import GraphjitError
+from .errors import GraphjitError, execution_error
 from .ir import Graph, Node
 from .ops import OPS, Op
 from .printer import format_node
@@ -37,7 +37,7 @@ def interpret(graph: Graph, args: Sequence[np.ndarray]) -> list[np.ndarray]:
         except GraphjitError:
             raise
         except Exception as exc:
-            raise GraphjitError(
+            raise execution_error(
                 f"while executing {format_node(node_id, node)}: {type(exc).__name__}: {exc}",
-                node.source) from exc
+                exc, node.source) from exc
     return [env[o] for o in graph.outputs]

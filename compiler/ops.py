@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import math
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -624,6 +625,18 @@ def _bincount_of_length(x: np.ndarray, *weights: np.ndarray, length: int) -> np.
     return counts
 
 
+def _lstsq_residuals(a: np.ndarray, b: np.ndarray, **kwargs: Any) -> np.ndarray:
+    """np.linalg.lstsq's residuals, whose length NumPy decides from the rank it finds: a compiled
+    program has a static shape, so a rank-deficient matrix (no residuals) is an error here."""
+    _, residuals, rank, _ = np.linalg.lstsq(a, b, **kwargs)
+    if a.shape[-2] > a.shape[-1] and rank < a.shape[-1]:
+        raise np.linalg.LinAlgError(
+            f"lstsq: the matrix has rank {rank} < {a.shape[-1]}, so NumPy returns no residuals "
+            "(an empty array); a compiled program cannot change its result's shape at run time. "
+            "Compute them as np.sum((b - a @ x) ** 2, axis=0) instead")
+    return residuals
+
+
 HOST_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "sort": np.sort, "argsort": np.argsort, "searchsorted": np.searchsorted,
     "median": np.median, "percentile": np.percentile, "quantile": np.quantile,
@@ -639,14 +652,45 @@ HOST_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "linalg.slogdet": np.linalg.slogdet, "linalg.pinv": np.linalg.pinv,
     "linalg.norm": np.linalg.norm, "linalg.matrix_rank": np.linalg.matrix_rank,
     "linalg.lstsq": np.linalg.lstsq, "linalg.svdvals": np.linalg.svd,
+    "linalg.lstsq_residuals": _lstsq_residuals,
+    "linalg.cond": np.linalg.cond,
 }
+
+
+class _TupleResults(threading.local):
+    """The last tuple result of a host call on this thread. Each element of a tuple (svd's U, S
+    and Vh) is a node of its own, so the steps of one tuple call NumPy on the same operands one
+    after another: the later ones reuse the first one's result (one LAPACK call, not three).
+    Operands are compared by their bytes (a buffer can hold new values at the same address);
+    an element asked for twice is computed afresh (no two outputs share an array), and the
+    entry is dropped once every element has been taken."""
+
+    entry: tuple | None = None
+
+    def result(self, function: str, operands: Sequence[np.ndarray],
+               kwargs: tuple[tuple[str, Any], ...], output: int) -> Any:
+        key = (function, kwargs, tuple((o.shape, o.dtype.str) for o in operands))
+        data = [np.ascontiguousarray(o).tobytes() for o in operands]
+        entry = self.entry
+        if entry is not None and entry[0] == key and output not in entry[3] and entry[1] == data:
+            result, taken = entry[2], entry[3]
+        else:
+            result, taken = HOST_FUNCTIONS[function](*operands, **dict(kwargs)), set()
+        taken.add(output)
+        self.entry = None if len(taken) == len(result) else (key, data, result, taken)
+        return result
+
+
+_TUPLE_RESULTS = _TupleResults()
 
 
 def _host_call_impl(*operands: np.ndarray, function: str, output: int,
                     kwargs: tuple[tuple[str, Any], ...], shape: Shape,
                     dtype: np.dtype) -> np.ndarray:
-    result = HOST_FUNCTIONS[function](*operands, **dict(kwargs))
-    result = np.asarray(result if output < 0 else result[output])
+    if output < 0:
+        result = np.asarray(HOST_FUNCTIONS[function](*operands, **dict(kwargs)))
+    else:
+        result = np.asarray(_TUPLE_RESULTS.result(function, operands, kwargs, output)[output])
     if result.shape != tuple(shape) or result.dtype != np.dtype(dtype):
         raise ValueError(f"{function} gave {result.dtype}{list(result.shape)} where its node "
                          f"promised {np.dtype(dtype)}{list(shape)}")
@@ -666,10 +710,38 @@ def _probe_operand(shape: Shape, dtype: np.dtype, function: str) -> np.ndarray:
     return np.ones(shape, dtype)
 
 
+def _empty_stack_type(shapes: Sequence[Shape], dtypes: Sequence[np.dtype], function: str,
+                      output: int, kwargs: tuple) -> tuple[Shape, np.dtype] | None:
+    """A linalg result type from a stack of no matrices: every matrix operand gets an extra
+    leading batch axis of length 0 (batch ranks padded to match), so NumPy's gufunc loops
+    decide shapes and dtypes without factorising anything (an SVD of a 1000x1000 stand-in
+    takes seconds). None where NumPy does not take such a stack (2-d-only functions): the
+    caller then probes with full-size stand-ins."""
+    batch_rank = max((len(s) - 2 for s in shapes if len(s) >= 2), default=-1)
+    if batch_rank < 0:
+        return None
+    operands = [np.zeros((0,) + (1,) * (batch_rank - len(s) + 2) + tuple(s), d)
+                if len(s) >= 2 else _probe_operand(tuple(s), np.dtype(d), function)
+                for s, d in zip(shapes, dtypes)]
+    try:
+        with np.errstate(all="ignore"):
+            result = HOST_FUNCTIONS[function](*operands, **dict(kwargs))
+        result = np.asarray(result if output < 0 else result[output])
+    except Exception:   # noqa: BLE001  (any refusal: the full-size probe gives the real error)
+        return None
+    if result.ndim == 0 or result.shape[0] != 0:
+        return None
+    return tuple(result.shape[1:]), result.dtype
+
+
 def host_call_type(shapes: Sequence[Shape], dtypes: Sequence[np.dtype], function: str,
                    output: int, kwargs: tuple) -> tuple[Shape, np.dtype]:
     """The result type of a host call, found by calling NumPy on stand-in operands (the
     frontend stores it in the node's attrs: the rules below only read it back)."""
+    if function.startswith("linalg."):
+        found = _empty_stack_type(shapes, dtypes, function, output, kwargs)
+        if found is not None:
+            return found
     operands = [_probe_operand(tuple(s), np.dtype(d), function) for s, d in zip(shapes, dtypes)]
     with np.errstate(all="ignore"):
         result = HOST_FUNCTIONS[function](*operands, **dict(kwargs))

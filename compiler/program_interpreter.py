@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from .errors import GraphjitError
+from .errors import GraphjitError, execution_error
 from .interpret import eval_node
 from .kernel import (
     Access, Buffer, BufferKind, HostKernel, Instr, Level, LoopKernel, MatmulKernel, Program,
@@ -151,8 +151,8 @@ def run_host_kernel(kernel: HostKernel, program: Program, arrays: list[np.ndarra
     try:
         result = eval_node(node, [arrays[i] for i in kernel.inputs])
     except Exception as exc:
-        raise GraphjitError(f"while executing {kernel.name} = {kernel.op.value}: "
-                            f"{type(exc).__name__}: {exc}", node.source) from exc
+        raise execution_error(f"while executing {kernel.name} = {kernel.op.value}: "
+                              f"{type(exc).__name__}: {exc}", exc, node.source) from exc
     arrays[kernel.out][...] = result
 
 

@@ -1,4 +1,4 @@
-"""Contractions and linear algebra: matmul, dot, outer, inner, vdot, np.linalg.norm."""
+"""Contractions: matmul, dot, outer, inner, vdot (np.linalg itself: linalg_functions.py)."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -95,15 +95,6 @@ def inner(a, b):
 @implements(np.vdot)
 def vdot(a, b):
     return sum_(ravel(a) * ravel(b))
-
-
-@implements(np.linalg.norm)
-def norm(x, ord=None, axis=None, keepdims=False):
-    if ord not in (None, 2, "fro") or (ord == 2 and (axis is None and lift_all([x])[0].ndim > 1)):
-        raise UnsupportedError("np.linalg.norm supports only the 2-norm of vectors and the "
-                               "Frobenius norm", user_source())
-    x = lift_all([x])[0]
-    return np.sqrt(sum_(x * x, axis=axis, keepdims=keepdims))
 
 
 def _bool_error(name: str) -> Callable:

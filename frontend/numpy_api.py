@@ -7,8 +7,8 @@ from `METHODS`. Anything missing is a clear error that names the function and th
 The handlers live by family, each module registering itself here when imported:
 elementwise.py (ufuncs, where, clip), compositions.py (ufuncs built from other ops),
 reductions.py, shapes.py (views, joins, shape queries), creation.py (astype, *_like),
-linalg.py (matmul, dot, inner, outer, np.linalg), einsum.py, shape_functions.py (pad, tile,
-repeat, split, cumsum), indexing.py (take, getitem, setitem).
+linalg.py (matmul, dot, inner, outer), linalg_functions.py (np.linalg), einsum.py,
+shape_functions.py (pad, tile, repeat, split, cumsum), indexing.py (take, getitem, setitem).
 """
 from __future__ import annotations
 
@@ -211,8 +211,8 @@ HANDLED_FUNCTIONS[np.result_type] = result_type
 # ---------------------------------------------------------------- the families register here
 
 FAMILIES: tuple[str, ...] = (
-    "views", "shapes", "creation", "elementwise", "reductions", "linalg", "compositions", "einsum",
-    "shape_functions", "indexing_functions", "mutation",
+    "views", "shapes", "creation", "elementwise", "reductions", "linalg", "linalg_functions",
+    "compositions", "einsum", "shape_functions", "indexing_functions", "mutation",
     "sorting", "numerical",
 )
 for _family in FAMILIES:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 # ("leaf",) | ("tuple", [defs]) | ("list", [defs]) | ("dict", keys, [defs]) | ("none",)
+# | ("namedtuple", class, [defs]) (NumPy's results: np.linalg.svd's SVDResult, ...)
 TreeDef = Any
 
 
@@ -20,8 +21,10 @@ def _walk(node: Any, leaves: list, is_leaf: Callable[[Any], bool] | None) -> Tre
         return ("leaf",)
     if node is None:
         return ("none",)
-    if isinstance(node, tuple) and not hasattr(node, "_fields"):
-        return ("tuple", [_walk(n, leaves, is_leaf) for n in node])
+    if isinstance(node, tuple):
+        children = [_walk(n, leaves, is_leaf) for n in node]
+        return ("namedtuple", type(node), children) if hasattr(node, "_fields") else (
+            "tuple", children)
     if isinstance(node, list):
         return ("list", [_walk(n, leaves, is_leaf) for n in node])
     if isinstance(node, dict):
@@ -50,4 +53,6 @@ def _build(d: TreeDef, pending: Any) -> Any:
         return [_build(c, pending) for c in d[1]]
     if tag == "dict":
         return {k: _build(c, pending) for k, c in zip(d[1], d[2])}
+    if tag == "namedtuple":
+        return d[1](*[_build(c, pending) for c in d[2]])
     raise ValueError(tag)

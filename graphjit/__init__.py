@@ -11,7 +11,7 @@ from typing import Any
 
 from graphjit.compiler.errors import (
     AllocationError, ArgumentError, CompileError, ConfigurationError, DTypeError, GraphjitError, ShapeError,
-    TracerBoolError, UnsupportedError,
+    TracerBoolError, UnsupportedError, LinAlgError,
 )
 
 from .jit import JitFunction, jit
@@ -56,5 +56,6 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "jit", "JitFunction", "Lowered", "GraphjitError", "AllocationError", "TracerBoolError", "UnsupportedError",
-    "ShapeError", "DTypeError", "ArgumentError", "CompileError", "ConfigurationError", "__version__", *_LAZY,
+    "ShapeError", "DTypeError", "ArgumentError", "CompileError", "ConfigurationError", "LinAlgError",
+    "__version__", *_LAZY,
 ]

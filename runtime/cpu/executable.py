@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from graphjit.compiler.errors import ArgumentError, GraphjitError
+from graphjit.compiler.errors import ArgumentError, GraphjitError, execution_error
 from graphjit.compiler.ops import OPS
 from graphjit.compiler.ir import Node
 from graphjit.compiler.kernel import Buffer, BufferKind, HostKernel, Program
@@ -450,9 +450,9 @@ class HostStep:
         except GraphjitError:
             raise
         except Exception as exc:
-            raise GraphjitError(
+            raise execution_error(
                 f"while executing {format_node(self.kernel.node, self.node)}: "
-                f"{type(exc).__name__}: {exc}", self.node.source) from exc
+                f"{type(exc).__name__}: {exc}", exc, self.node.source) from exc
 
 
 def _node_of(kernel: HostKernel, program: Program) -> Node:

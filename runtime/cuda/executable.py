@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from graphjit.compiler.errors import ArgumentError, GraphjitError
+from graphjit.compiler.errors import ArgumentError, GraphjitError, execution_error
 from graphjit.compiler.interpret import eval_node
 from graphjit.compiler.ir import Node
 from graphjit.compiler.kernel import Buffer, BufferKind, Program
@@ -73,8 +73,14 @@ class HostStep:
     def run(self, table: list) -> None:
         values = [table[b].copy_to_host().reshape(shape)
                   for b, shape in zip(self.inputs, self.input_shapes)]
-        with np.errstate(all="ignore"):
-            result = eval_node(self.node, values)
+        try:
+            with np.errstate(all="ignore"):
+                result = eval_node(self.node, values)
+        except GraphjitError:
+            raise
+        except Exception as exc:
+            raise execution_error(f"while executing {self.name}: {type(exc).__name__}: {exc}",
+                                  exc, self.node.source) from exc
         if np.size(result):
             table[self.out].copy_to_device(np.ascontiguousarray(result).reshape(-1))
 
