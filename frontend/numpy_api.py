@@ -213,7 +213,7 @@ HANDLED_FUNCTIONS[np.result_type] = result_type
 FAMILIES: tuple[str, ...] = (
     "views", "shapes", "creation", "elementwise", "reductions", "linalg", "linalg_functions",
     "compositions", "einsum", "shape_functions", "indexing_functions", "mutation",
-    "sorting", "numerical",
+    "sorting", "numerical", "array_functions",
 )
 for _family in FAMILIES:
     importlib.import_module(f"{__package__}.{_family}")
