@@ -414,3 +414,24 @@ def i0(x: Any) -> Tracer:
 
     (x,) = lift_all([x])
     return host_call("i0", [x])
+
+
+# ---------------------------------------------------------------- real-valued checks
+# graphjit's arrays are never complex, so these are what NumPy gives for real input
+
+@implements(np.isreal)
+def isreal(x: Any) -> Tracer:
+    (x,) = lift_all([x])
+    return np.ones_like(x, dtype=bool)
+
+
+@implements(np.iscomplex)
+def iscomplex(x: Any) -> Tracer:
+    (x,) = lift_all([x])
+    return np.zeros_like(x, dtype=bool)
+
+
+@implements(np.real_if_close)
+def real_if_close(a: Any, tol: float = 100) -> Tracer:
+    (a,) = lift_all([a])
+    return a

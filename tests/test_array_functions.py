@@ -27,6 +27,7 @@ cases = {
  'meshgrid': lambda x: np.meshgrid(x[0], x[1, :3]), 'meshgrid_ij': lambda x: np.meshgrid(x[0], x[1, :3], x[2, :2], indexing='ij'), 'meshgrid_sparse': lambda x: np.meshgrid(x[0], x[1,:2], sparse=True),
  'select': lambda x: np.select([x > 1, x < -1], [x, -x], 7), 'select_default': lambda x: np.select([x > 0], [x]),
  'sinc': np.sinc, 'i0': np.i0,
+ 'isreal': np.isreal, 'iscomplex': np.iscomplex, 'real_if_close': np.real_if_close,
 }
 
 
