@@ -56,6 +56,8 @@ REDUCTION_INTERLEAVE = 4   # independent vector accumulators in a reduction's in
 STASH_LIMIT = 8192      # reduce-space elements up to which expensive values are kept per item
 STASH_MIN_WEIGHT = 20   # OP_WEIGHTS from which storing + reloading beats recomputing (exp, log)
 COLUMN_BLOCK = 64       # columns per work item of a column reduction (see render_columns)
+SHORT_ROW_LIMIT = 32    # reduce-space elements up to which rows are reduced as columns ...
+SHORT_ROW_MIN_ROWS = 32  # ... when the innermost outer dim has at least this many rows
 
 
 @dataclass(frozen=True)
@@ -267,8 +269,19 @@ class KernelRenderer:
         if not outer or not self.reduce_dims:
             return False
         columns, rows = outer[-1], self.reduce_dims[-1]
+        if self.reduces_short_rows(columns):
+            return True
         return (columns.extent > 1 and all(s in (0, 1) for s in columns.strides)
                 and 1 in columns.strides and 1 not in rows.strides)
+
+    def reduces_short_rows(self, columns: Dim) -> bool:
+        """True for many short rows (softmax over 10 classes, argmax of logits): one row's
+        reduction is a chain of dependent steps (an argmax step is ~10 cycles of latency, a
+        vectorised row's horizontal max/sum tens), so reducing row by row is latency-bound.
+        The column layout turns the rows into the lanes: each step updates a block of rows at
+        once (strided, gathered loads) and the rows' chains run side by side."""
+        reduce_size = math.prod(d.extent for d in self.reduce_dims)
+        return reduce_size <= SHORT_ROW_LIMIT and columns.extent >= SHORT_ROW_MIN_ROWS
 
     def render_columns(self, outer: list[Dim]) -> tuple[int, int]:
         """A work item is a block of up to COLUMN_BLOCK columns (at one point of the other outer
