@@ -48,7 +48,8 @@ from graphjit.compiler.ops import REDUCTIONS
 
 from .elementwise import ELEMENTWISE_LOWERINGS, OP_WEIGHTS, OPERAND_LOWERINGS
 from .emitter import MEMORY_TYPES, Emitter, ModuleParts, llvm_type
-from .reducers import ARG_REDUCTIONS, Reducer, make_reducer
+from .reducers import (ARG_REDUCTIONS, EXTREME_OF, Reducer, first_position_reducer,
+                       make_reducer)
 
 FLAT_CHUNK = 4096       # elements per work item of a flat elementwise kernel
 SUM_BLOCK = 1024        # elements per blocked partial sum of a float reduction
@@ -529,7 +530,23 @@ class KernelRenderer:
         flush()
 
     def emit_reduction_group(self, group: list[int], scope: Scope) -> None:
-        reducers = [make_reducer(self, self.instrs[i]) for i in group]
+        """One pass over the item's reduce space for `group`; arg-reductions take two: the
+        extreme (a vectorised max/min fold), then its first position (a vectorised min)."""
+        if self.instrs[group[0]].op in ARG_REDUCTIONS:
+            extremes = self.emit_reduction_pass(group, scope, [
+                make_reducer(self, self.instrs[i], EXTREME_OF[self.instrs[i].op])
+                for i in group])
+            reducers = [first_position_reducer(self, self.instrs[i], extreme)
+                        for i, extreme in zip(group, extremes, strict=True)]
+        else:
+            reducers = [make_reducer(self, self.instrs[i]) for i in group]
+        for index, value in zip(group, self.emit_reduction_pass(group, scope, reducers),
+                                strict=True):
+            scope.memo[index] = value
+
+    def emit_reduction_pass(self, group: list[int], scope: Scope,
+                            reducers: list[Reducer]) -> list[str]:
+        """The finished values of `reducers`, one per instr of `group`, over their operands."""
         init = [value for reducer in reducers for value in reducer.init()]
         types = [t for reducer in reducers for t in reducer.state_types]
 
@@ -547,8 +564,8 @@ class KernelRenderer:
 
         final = self.emit_reduce_loops(scope.position, types, init, innermost, reducers)
         self.stashed |= filled
-        for reducer, state, index in zip(reducers, split(final, reducers), group, strict=True):
-            scope.memo[index] = reducer.finish(state)
+        return [reducer.finish(state) for reducer, state in
+                zip(reducers, split(final, reducers), strict=True)]
 
     def emit_reduce_loops(self, start: Position, types: list[str], init: list[str],
                           innermost: Callable[[Position, list[str]], list[str]],
