@@ -69,6 +69,10 @@ class CompiledEntry:
                         and _output_ndims(self.traced) == [True])
         if checks_layouts and single_array:
             return lambda args: run(list(args))[0]
+        build = None if self.writebacks else _result_builder(
+            self.out_tree, self.out_weak, _output_ndims(self.traced))
+        if checks_layouts and build is not None:
+            return lambda args: build(run(list(args)))
         if checks_layouts:
             return lambda args: self(list(args), args)
         return lambda args: self(_contiguous_leaves(args), args)
@@ -145,6 +149,33 @@ def _format_bytes(count: int) -> str:
         if count >= size:
             return f"{count / size:.2f} {unit}"
     return f"{count} bytes"
+
+
+def _result_builder(tree: tuple, weak: list[bool], ndims: list[bool]
+                    ) -> Callable[[list], Any] | None:
+    """outputs -> the user's result, specialised for one leaf or a flat tuple of leaves (what
+    __call__ computes with _to_user and unflatten, without walking the tree per call); None
+    for other trees."""
+    if len(weak) != len(ndims):
+        return None
+    scalars = [(n, w) for n, (w, has_dims) in enumerate(zip(weak, ndims)) if not has_dims]
+    if tree == ("leaf",) and len(weak) == 1:
+        if not scalars:
+            return lambda outs: outs[0]
+        return (lambda outs: outs[0].item()) if weak[0] else (lambda outs: outs[0][()])
+    if tree[0] != "tuple" or any(child != ("leaf",) for child in tree[1]):
+        return None
+    if len(tree[1]) != len(weak):
+        return None
+    if not scalars:
+        return tuple
+
+    def build(outs: list) -> tuple:
+        for n, is_weak in scalars:
+            outs[n] = outs[n].item() if is_weak else outs[n][()]
+        return tuple(outs)
+
+    return build
 
 
 def _to_user(array: np.ndarray, weak: bool) -> Any:
