@@ -118,3 +118,41 @@ def test_a_scalar_result_is_a_fresh_object_each_call():
     s1, _ = f(x)
     s2, _ = f(x * 3)
     assert s1 == 4 and s2 == 12 and type(s1) is np.float32
+
+
+def test_python_scalar_arguments_are_bound_per_call():
+    f = gj.jit(lambda x, lr, n, flag: x * lr + n - flag)
+    x = np.arange(6, dtype=np.float32)
+    for lr, n, flag in [(0.5, 3, True), (1.5, -2, False), (-0.25, 2**40, True)]:
+        np.testing.assert_array_equal(f(x, lr, n, flag), x * lr + n - flag)
+    assert f.cache_info()["misses"] == 1
+
+
+def test_a_scalar_that_does_not_fit_is_refused_like_before():
+    from graphjit.compiler.errors import GraphjitError
+
+    f = gj.jit(lambda x, n: x + n)
+    x = np.arange(3, dtype=np.int64)
+    np.testing.assert_array_equal(f(x, 5), x + 5)
+    with pytest.raises(GraphjitError):
+        f(x, 2**70)
+    np.testing.assert_array_equal(f(x, 7), x + 7)    # the workspace went back to the pool
+
+
+def test_threads_with_scalar_arguments_do_not_share_them():
+    f = gj.jit(lambda x, s: x * s)
+    x = np.ones(MEDIUM, np.float32)
+    errors = []
+
+    def work(seed: int) -> None:
+        for k in range(40):
+            scale = float(seed * 100 + k)
+            if not (f(x, scale) == scale).all():
+                errors.append((seed, k))
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors

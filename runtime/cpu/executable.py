@@ -26,6 +26,7 @@ from graphjit.compiler.ir import Node
 from graphjit.compiler.kernel import Buffer, BufferKind, HostKernel, Program
 from graphjit.compiler.printer import format_node
 
+PYTHON_SCALARS = (float, int, bool)
 ALIGNMENT = 64   # bytes: a cache line, and enough for any vector load
 
 RunStep = Callable[["Workspace"], None]
@@ -44,7 +45,11 @@ def aligned_empty(nbytes: int) -> tuple[np.ndarray, int]:
 class Workspace:
     """The TEMP memory of one in-flight call, and its pointer table (and the table's address)."""
 
-    def __init__(self, buffers: Sequence[Buffer], consts: dict[int, np.ndarray]):
+    def __init__(self, buffers: Sequence[Buffer], consts: dict[int, np.ndarray],
+                 scalar_dtypes: Sequence[np.dtype] = ()):
+        # 0-d arrays the call's Python scalar arguments are written into (cheaper than making
+        # an array of each per call, and at a fixed address for the host steps' view cache)
+        self.scalars = [np.empty((), dtype) for dtype in scalar_dtypes]
         # the last slot points at `call_args`, where a call puts [leaves, outputs] for the native
         # entry function to bind (runtime/cpu/llvm.py); it lives as long as the table
         self.table = (ctypes.c_void_p * (len(buffers) + 1))()
@@ -231,13 +236,15 @@ _FREE_REFCOUNT = _calibrate_free_refcount()
 class WorkspacePool:
     """Workspaces handed out one per in-flight call (list pop/append are atomic under the GIL)."""
 
-    def __init__(self, buffers: Sequence[Buffer], consts: dict[int, np.ndarray]):
+    def __init__(self, buffers: Sequence[Buffer], consts: dict[int, np.ndarray],
+                 scalar_dtypes: Sequence[np.dtype] = ()):
         self._buffers = list(buffers)
         self._consts = consts
-        self.free: list[Workspace] = [Workspace(self._buffers, consts)]
+        self._scalar_dtypes = list(scalar_dtypes)
+        self.free: list[Workspace] = [self.create()]
 
     def create(self) -> Workspace:
-        return Workspace(self._buffers, self._consts)
+        return Workspace(self._buffers, self._consts, self._scalar_dtypes)
 
     def acquire(self) -> Workspace:
         try:
@@ -275,12 +282,13 @@ class Executable:
         buffers = program.buffers
         self.consts = {b.index: np.ascontiguousarray(b.value, dtype=b.dtype).reshape(b.shape)
                        for b in buffers if b.kind is BufferKind.CONST}
-        self.workspaces = WorkspacePool(buffers, self.consts)
         self._outputs = [b for b in buffers if b.kind is BufferKind.OUTPUT]
         self._output_specs = [(b.shape, b.dtype) for b in self._outputs]
         self._params = _param_specs(buffers)
         self._n_leaves = max((p.position for p in self._params), default=-1) + 1
         self._scalar_params = [(p.position, p.dtype) for p in self._params if not p.shape]
+        self.workspaces = WorkspacePool(buffers, self.consts,
+                                        [dtype for _, dtype in self._scalar_params])
         self._array_params = [p for p in self._params if p.shape]
         self._array_checks = [(p.position, p.shape, p.dtype, _contiguous_strides(p))
                               for p in self._array_params]
@@ -304,7 +312,8 @@ class Executable:
         attribute lookup or call costs ~30-50 ns here): check the leaves, allocate the outputs,
         take a workspace, call native code, give the workspace back."""
         checks = tuple(self._array_checks)
-        coerce_always = bool(self._scalar_params)
+        # (index in workspace.scalars, leaf position) for the scalar params
+        scalars = tuple((n, position) for n, (position, _) in enumerate(self._scalar_params))
         checked_leaves = self._checked_leaves
         allocators = tuple(self._allocators)
         free, create = self._free, self.workspaces.create
@@ -312,26 +321,29 @@ class Executable:
         bind, collect = self._python_bind, self._collect
 
         def run(leaves: Sequence[Any]) -> list[np.ndarray]:
-            if coerce_always or leaves.__class__ is not list:
-                leaves = checked_leaves(leaves)
-            else:
-                try:
-                    for position, shape, dtype, strides in checks:
-                        leaf = leaves[position]
-                        # `is not` first: dtypes of ordinary arrays are the canonical instances
-                        if (leaf.__class__ is not np.ndarray or leaf.shape != shape
-                                or (leaf.dtype is not dtype and leaf.dtype != dtype)
-                                or leaf.strides != strides):
-                            raise TypeError
-                except (TypeError, AttributeError, IndexError):
-                    leaves = checked_leaves(leaves)
-            outputs = [allocate() for allocate in allocators]
             try:
                 workspace = free.pop()
             except IndexError:
                 workspace = create()
             call_args = workspace.call_args
             try:
+                if scalars:
+                    bound = bind_scalars(leaves, workspace.scalars)
+                    leaves = checked_leaves(leaves) if bound is None else bound
+                if leaves.__class__ is not list:
+                    leaves = checked_leaves(leaves)
+                else:
+                    try:
+                        for position, shape, dtype, strides in checks:
+                            leaf = leaves[position]
+                            # `is not` first: dtypes of ordinary arrays are the canonical ones
+                            if (leaf.__class__ is not np.ndarray or leaf.shape != shape
+                                    or (leaf.dtype is not dtype and leaf.dtype != dtype)
+                                    or leaf.strides != strides):
+                                raise TypeError
+                    except (TypeError, AttributeError, IndexError):
+                        leaves = checked_leaves(leaves)
+                outputs = [allocate() for allocate in allocators]
                 if entry is not None:
                     call_args[0] = leaves
                     call_args[1] = outputs
@@ -347,6 +359,23 @@ class Executable:
                 # drop the references at once: pooled outputs go back when the user drops them
                 call_args[0] = call_args[1] = None
                 free.append(workspace)
+
+        def bind_scalars(leaves: Sequence[Any], holders: list[np.ndarray]) -> list | None:
+            """The leaves, with each Python scalar param written into its 0-d holder; the
+            None (checked_leaves converts or refuses them) if one is not a Python scalar or
+            does not fit."""
+            bound = list(leaves)
+            try:
+                for n, position in scalars:
+                    value = bound[position]
+                    if value.__class__ not in PYTHON_SCALARS:
+                        return None
+                    holder = holders[n]
+                    holder[()] = value
+                    bound[position] = holder
+            except (OverflowError, ValueError, TypeError, IndexError):
+                return None
+            return bound
 
         return run
 
