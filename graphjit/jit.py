@@ -61,8 +61,12 @@ class CompiledEntry:
 
     def _positional_call(self) -> Callable[[tuple], Any]:
         """The cache-hit path for positional array/scalar arguments, specialised once: the
-        common case (one array result, nothing written back) is a single call of `run`."""
-        run = self.run
+        common case (one array result, nothing written back) is a single call of `run`.
+
+        Its callers found this entry by a key holding every array argument's exact class,
+        shape and dtype (_fast_key, _walk_tree), so results without write-backs go through
+        the Executable's `run_keyed` where it has one (it checks only the layouts)."""
+        run = getattr(self.executable, "run_keyed", self.run)
         # the CPU Executable checks layouts itself (and copies only non-contiguous arguments)
         checks_layouts = getattr(self.executable, "checks_layouts", False)
         single_array = (not self.writebacks and self.out_tree == ("leaf",)
@@ -686,21 +690,22 @@ def _signature_or_none(fn: Callable):
         return None
 
 
-def _fast_key(args: tuple) -> tuple | None:
+def _fast_key(args: tuple, ndarray: type = np.ndarray) -> tuple | None:
     """Key for the common case of positional array arguments only: shape and dtype per array,
     the type for a Python scalar; None (never a cache key) for anything else. Flat, because
     building and hashing nested tuples costs more; unambiguous, because a type is never a shape
-    or a dtype."""
-    key = []
+    or a dtype. (`ndarray` and `append` are locals: each global or attribute lookup costs.)"""
+    key: list = []
+    append = key.append
     for arg in args:
-        if arg.__class__ is np.ndarray:
-            key.append(arg.shape)
-            key.append(arg.dtype)
+        if arg.__class__ is ndarray:
+            append(arg.shape)
+            append(arg.dtype)
         else:
             scalar = _SCALAR_KEYS.get(arg.__class__)
             if scalar is None:
                 return None
-            key.append(scalar)
+            append(scalar)
     return tuple(key)
 
 

@@ -156,3 +156,17 @@ def test_threads_with_scalar_arguments_do_not_share_them():
     for t in threads:
         t.join()
     assert not errors
+
+
+def test_the_keyed_hit_path_still_copies_strided_arguments():
+    f = gj.jit(lambda a, b: (a + b, a.sum()))
+    a = np.arange(12, dtype=np.float32).reshape(3, 4)
+    b = np.ones((3, 4), np.float32)
+    f(a, b)
+    transposed = np.arange(12, dtype=np.float32).reshape(4, 3).T     # same shape, strided
+    total, s = f(transposed, b)
+    np.testing.assert_array_equal(total, transposed + b)
+    assert s == transposed.sum()
+    sliced = np.arange(24, dtype=np.float32).reshape(3, 8)[:, ::2]
+    np.testing.assert_array_equal(f(sliced, b)[0], sliced + b)
+    assert f.cache_info()["misses"] == 1
