@@ -396,9 +396,6 @@ class Executable:
         free, create = self._free, self.workspaces.create
         entry, steps, results = self._entry, tuple(self._steps), self._results
         bind, collect = self._python_bind, self._collect
-        if scalars:
-            return run      # scalar leaves need binding: the full path
-
         def run_keyed(leaves: list) -> list[np.ndarray]:
             for position, strides in checks:
                 if leaves[position].strides != strides:
@@ -409,6 +406,19 @@ class Executable:
                 workspace = create()
             call_args = workspace.call_args
             try:
+                if scalars:
+                    # the key says each is a Python float, int or bool; one that does not fit
+                    # (an int beyond int64) goes the full way, to its error
+                    try:
+                        holders = workspace.scalars
+                        for n, position in scalars:
+                            holder = holders[n]
+                            holder[()] = leaves[position]
+                            leaves[position] = holder
+                    except (OverflowError, ValueError, TypeError):
+                        free.append(workspace)
+                        workspace = None
+                        return run(leaves)
                 outputs = [allocate() for allocate in allocators]
                 if entry is not None:
                     call_args[0] = leaves
@@ -422,8 +432,9 @@ class Executable:
                     return outputs
                 return collect(leaves, outputs, workspace.table)
             finally:
-                call_args[0] = call_args[1] = None
-                free.append(workspace)
+                if workspace is not None:
+                    call_args[0] = call_args[1] = None
+                    free.append(workspace)
 
         return run_keyed
 
