@@ -26,6 +26,10 @@ Accuracy and vectorisation
   and block sums are added into a float64 accumulator. That is at least as accurate as NumPy's
   pairwise sum (a 1.6e7-element float32 sum is exact to about 1e-7 relative).
 - REDUCE_MAX/MIN on floats use llvm.maximum/minimum (NaN-propagating, vectorisable).
+- ARGMAX/ARGMIN of a row take two vectorised passes: the extreme (that max/min fold), then the
+  first position holding it (a min over select(match, position); NaN matches NaN), which is
+  NumPy's answer (first index of the extreme, first NaN). Many short rows (reduces_short_rows)
+  use the column layout instead, the rows as its lanes, with the one-pass ArgReducer.
 - No nnan/ninf/nsz flags anywhere: NaN/inf parity with NumPy is tested. `contract` allows FMA.
 - Loads and stores carry alias-scope metadata (one scope per buffer, or per memory slot when the
   planner made buffers share memory), so LLVM vectorises without runtime overlap checks.
