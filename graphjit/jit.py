@@ -61,14 +61,22 @@ class CompiledEntry:
 
     def _positional_call(self) -> Callable[[tuple], Any]:
         """The cache-hit path for positional array/scalar arguments, specialised once: the
-        common case (one array result, nothing written back) is a single call of `run`."""
-        run = self.run
+        common case (one array result, nothing written back) is a single call of `run`.
+
+        Its callers found this entry by a key holding every array argument's exact class,
+        shape and dtype (_fast_key, _walk_tree), so results without write-backs go through
+        the Executable's `run_keyed` where it has one (it checks only the layouts)."""
+        run = getattr(self.executable, "run_keyed", self.run)
         # the CPU Executable checks layouts itself (and copies only non-contiguous arguments)
         checks_layouts = getattr(self.executable, "checks_layouts", False)
         single_array = (not self.writebacks and self.out_tree == ("leaf",)
                         and _output_ndims(self.traced) == [True])
         if checks_layouts and single_array:
             return lambda args: run(list(args))[0]
+        build = None if self.writebacks else _result_builder(
+            self.out_tree, self.out_weak, _output_ndims(self.traced))
+        if checks_layouts and build is not None:
+            return lambda args: build(run(list(args)))
         if checks_layouts:
             return lambda args: self(list(args), args)
         return lambda args: self(_contiguous_leaves(args), args)
@@ -145,6 +153,33 @@ def _format_bytes(count: int) -> str:
         if count >= size:
             return f"{count / size:.2f} {unit}"
     return f"{count} bytes"
+
+
+def _result_builder(tree: tuple, weak: list[bool], ndims: list[bool]
+                    ) -> Callable[[list], Any] | None:
+    """outputs -> the user's result, specialised for one leaf or a flat tuple of leaves (what
+    __call__ computes with _to_user and unflatten, without walking the tree per call); None
+    for other trees."""
+    if len(weak) != len(ndims):
+        return None
+    scalars = [(n, w) for n, (w, has_dims) in enumerate(zip(weak, ndims)) if not has_dims]
+    if tree == ("leaf",) and len(weak) == 1:
+        if not scalars:
+            return lambda outs: outs[0]
+        return (lambda outs: outs[0].item()) if weak[0] else (lambda outs: outs[0][()])
+    if tree[0] != "tuple" or any(child != ("leaf",) for child in tree[1]):
+        return None
+    if len(tree[1]) != len(weak):
+        return None
+    if not scalars:
+        return tuple
+
+    def build(outs: list) -> tuple:
+        for n, is_weak in scalars:
+            outs[n] = outs[n].item() if is_weak else outs[n][()]
+        return tuple(outs)
+
+    return build
 
 
 def _to_user(array: np.ndarray, weak: bool) -> Any:
@@ -655,21 +690,22 @@ def _signature_or_none(fn: Callable):
         return None
 
 
-def _fast_key(args: tuple) -> tuple | None:
+def _fast_key(args: tuple, ndarray: type = np.ndarray) -> tuple | None:
     """Key for the common case of positional array arguments only: shape and dtype per array,
     the type for a Python scalar; None (never a cache key) for anything else. Flat, because
     building and hashing nested tuples costs more; unambiguous, because a type is never a shape
-    or a dtype."""
-    key = []
+    or a dtype. (`ndarray` and `append` are locals: each global or attribute lookup costs.)"""
+    key: list = []
+    append = key.append
     for arg in args:
-        if arg.__class__ is np.ndarray:
-            key.append(arg.shape)
-            key.append(arg.dtype)
+        if arg.__class__ is ndarray:
+            append(arg.shape)
+            append(arg.dtype)
         else:
             scalar = _SCALAR_KEYS.get(arg.__class__)
             if scalar is None:
                 return None
-            key.append(scalar)
+            append(scalar)
     return tuple(key)
 
 

@@ -5,13 +5,15 @@ native kernels receive. A `Workspace` owns the TEMP memory of one in-flight call
 pre-filled with the TEMP and CONST pointers; workspaces are pooled, so concurrent calls from
 several Python threads never share intermediates. Per call, only the PARAM and OUTPUT slots are
 filled (by the first native entry function, straight from the lists of arrays), OUTPUT arrays are
-fresh (big ones from a pool of blocks that return when the user's arrays die), and the steps run
+fresh (medium ones recycled by their allocator once nothing holds them, big ones from a pool of
+blocks that return when the user's arrays die), and the steps run
 in order. Each step is a callable `step(workspace)` prepared at compile time: a native entry
 function (a run of serial kernels), a parallel loop, a matmul, or a host step.
 """
 from __future__ import annotations
 
 import ctypes
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +26,7 @@ from graphjit.compiler.ir import Node
 from graphjit.compiler.kernel import Buffer, BufferKind, HostKernel, Program
 from graphjit.compiler.printer import format_node
 
+PYTHON_SCALARS = (float, int, bool)
 ALIGNMENT = 64   # bytes: a cache line, and enough for any vector load
 
 RunStep = Callable[["Workspace"], None]
@@ -42,7 +45,11 @@ def aligned_empty(nbytes: int) -> tuple[np.ndarray, int]:
 class Workspace:
     """The TEMP memory of one in-flight call, and its pointer table (and the table's address)."""
 
-    def __init__(self, buffers: Sequence[Buffer], consts: dict[int, np.ndarray]):
+    def __init__(self, buffers: Sequence[Buffer], consts: dict[int, np.ndarray],
+                 scalar_dtypes: Sequence[np.dtype] = ()):
+        # 0-d arrays the call's Python scalar arguments are written into (cheaper than making
+        # an array of each per call, and at a fixed address for the host steps' view cache)
+        self.scalars = [np.empty((), dtype) for dtype in scalar_dtypes]
         # the last slot points at `call_args`, where a call puts [leaves, outputs] for the native
         # entry function to bind (runtime/cpu/llvm.py); it lives as long as the table
         self.table = (ctypes.c_void_p * (len(buffers) + 1))()
@@ -160,25 +167,84 @@ class BlockPool:
 output_blocks = BlockPool()
 
 
+RECYCLE_MAX_BYTES = 16 << 20   # outputs up to this size are recycled per allocator (below)
+RECYCLE_KEEP = 2               # arrays each such allocator keeps: a result fed back in, a new one
+
+
 def output_allocator(shape: tuple[int, ...], dtype: np.dtype) -> Callable[[], np.ndarray]:
-    """A function making one fresh output array: pooled unless it is small, else np.empty."""
+    """A function making one fresh output array: np.empty when small, a recycled array of
+    this allocator when medium, a pooled block when large."""
     dtype = np.dtype(dtype)
     nbytes = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
-    if nbytes >= BlockPool.MIN_BYTES:
-        return output_blocks.allocator(tuple(shape), dtype, nbytes)
-    return lambda: np.empty(shape, dtype)
+    if nbytes < BlockPool.MIN_BYTES:
+        return lambda: np.empty(shape, dtype)
+    if nbytes <= RECYCLE_MAX_BYTES and _FREE_REFCOUNT is not None:
+        return recycling_allocator(tuple(shape), dtype)
+    return output_blocks.allocator(tuple(shape), dtype, nbytes)
+
+
+def recycling_allocator(shape: tuple[int, ...], dtype: np.dtype,
+                        keep: int = RECYCLE_KEEP) -> Callable[[], np.ndarray]:
+    """Hands out its own earlier arrays again once nothing else holds them (their reference
+    count says so: no user reference, no view, no buffer export), else a new np.empty, of
+    which it keeps up to `keep`. Their pages stay mapped (the point of BlockPool: a dropped
+    100 KB output is otherwise trimmed and faulted back in), at ~0.2 us a call instead of the
+    ~1.5 us of making an array from a pooled block. An array whose shape, strides, dtype or
+    writeable flag its last user changed is forgotten, not handed out."""
+    ring: list[np.ndarray] = []
+    strides = np.empty(shape, dtype).strides
+    empty, free_count, refcount = np.empty, _FREE_REFCOUNT, sys.getrefcount
+
+    def allocate() -> np.ndarray:
+        for array in ring:
+            # `array` is referenced by the ring, this loop and getrefcount: free (calibrated)
+            if refcount(array) == free_count:
+                if (array.shape == shape and array.strides == strides
+                        and array.dtype == dtype and array.flags.writeable):
+                    return array
+                ring.remove(array)
+                break
+        fresh = empty(shape, dtype)
+        if len(ring) < keep:
+            ring.append(fresh)
+        return fresh
+
+    return allocate
+
+
+def _calibrate_free_refcount() -> int | None:
+    """The reference count recycling_allocator sees for an array nothing else holds, measured
+    with the same loop (interpreters differ in what a loop variable holds); None disables
+    recycling where the measure does not tell a held array from a free one."""
+    ring = [np.empty(1)]
+
+    def count() -> int:
+        for array in ring:
+            return sys.getrefcount(array)
+        return -1
+
+    free = count()
+    held = ring[0]
+    busy = count()
+    del held
+    return free if busy > free and count() == free else None
+
+
+_FREE_REFCOUNT = _calibrate_free_refcount()
 
 
 class WorkspacePool:
     """Workspaces handed out one per in-flight call (list pop/append are atomic under the GIL)."""
 
-    def __init__(self, buffers: Sequence[Buffer], consts: dict[int, np.ndarray]):
+    def __init__(self, buffers: Sequence[Buffer], consts: dict[int, np.ndarray],
+                 scalar_dtypes: Sequence[np.dtype] = ()):
         self._buffers = list(buffers)
         self._consts = consts
-        self.free: list[Workspace] = [Workspace(self._buffers, consts)]
+        self._scalar_dtypes = list(scalar_dtypes)
+        self.free: list[Workspace] = [self.create()]
 
     def create(self) -> Workspace:
-        return Workspace(self._buffers, self._consts)
+        return Workspace(self._buffers, self._consts, self._scalar_dtypes)
 
     def acquire(self) -> Workspace:
         try:
@@ -216,12 +282,13 @@ class Executable:
         buffers = program.buffers
         self.consts = {b.index: np.ascontiguousarray(b.value, dtype=b.dtype).reshape(b.shape)
                        for b in buffers if b.kind is BufferKind.CONST}
-        self.workspaces = WorkspacePool(buffers, self.consts)
         self._outputs = [b for b in buffers if b.kind is BufferKind.OUTPUT]
         self._output_specs = [(b.shape, b.dtype) for b in self._outputs]
         self._params = _param_specs(buffers)
         self._n_leaves = max((p.position for p in self._params), default=-1) + 1
         self._scalar_params = [(p.position, p.dtype) for p in self._params if not p.shape]
+        self.workspaces = WorkspacePool(buffers, self.consts,
+                                        [dtype for _, dtype in self._scalar_params])
         self._array_params = [p for p in self._params if p.shape]
         self._array_checks = [(p.position, p.shape, p.dtype, _contiguous_strides(p))
                               for p in self._array_params]
@@ -231,6 +298,7 @@ class Executable:
         self._results = _result_plan(program, self._outputs)
         # an instance attribute, shadowing the method below: one Python call less per hit
         self.run = self._make_run()
+        self.run_keyed = self._make_run(keyed=True)
 
     # ------------------------------------------------------------ calling
     def run(self, leaves: Sequence[Any]) -> list[np.ndarray]:
@@ -240,12 +308,21 @@ class Executable:
     def __call__(self, leaves: Sequence[Any]) -> list[np.ndarray]:
         return self.run(leaves)
 
-    def _make_run(self) -> Callable[[Sequence[Any]], list[np.ndarray]]:
+    def _make_run(self, keyed: bool = False) -> Callable[[Sequence[Any]], list[np.ndarray]]:
         """The hot path of every cache hit, as one closure over precomputed locals (each Python
         attribute lookup or call costs ~30-50 ns here): check the leaves, allocate the outputs,
-        take a workspace, call native code, give the workspace back."""
+        take a workspace, call native code, give the workspace back.
+
+        `keyed`: `run_keyed(leaves)`, for callers whose cache key already holds each array
+        leaf's exact class (ndarray), shape and dtype (graphjit/jit.py's hit path): only the
+        layouts are checked (~80 ns a leaf instead of ~250)."""
+        if keyed:
+            checks = tuple((position, strides) for position, _, _, strides
+                           in self._array_checks)
+            return self._make_keyed_run(checks)
         checks = tuple(self._array_checks)
-        coerce_always = bool(self._scalar_params)
+        # (index in workspace.scalars, leaf position) for the scalar params
+        scalars = tuple((n, position) for n, (position, _) in enumerate(self._scalar_params))
         checked_leaves = self._checked_leaves
         allocators = tuple(self._allocators)
         free, create = self._free, self.workspaces.create
@@ -253,26 +330,29 @@ class Executable:
         bind, collect = self._python_bind, self._collect
 
         def run(leaves: Sequence[Any]) -> list[np.ndarray]:
-            if coerce_always or leaves.__class__ is not list:
-                leaves = checked_leaves(leaves)
-            else:
-                try:
-                    for position, shape, dtype, strides in checks:
-                        leaf = leaves[position]
-                        # `is not` first: dtypes of ordinary arrays are the canonical instances
-                        if (leaf.__class__ is not np.ndarray or leaf.shape != shape
-                                or (leaf.dtype is not dtype and leaf.dtype != dtype)
-                                or leaf.strides != strides):
-                            raise TypeError
-                except (TypeError, AttributeError, IndexError):
-                    leaves = checked_leaves(leaves)
-            outputs = [allocate() for allocate in allocators]
             try:
                 workspace = free.pop()
             except IndexError:
                 workspace = create()
             call_args = workspace.call_args
             try:
+                if scalars:
+                    bound = bind_scalars(leaves, workspace.scalars)
+                    leaves = checked_leaves(leaves) if bound is None else bound
+                if leaves.__class__ is not list:
+                    leaves = checked_leaves(leaves)
+                else:
+                    try:
+                        for position, shape, dtype, strides in checks:
+                            leaf = leaves[position]
+                            # `is not` first: dtypes of ordinary arrays are the canonical ones
+                            if (leaf.__class__ is not np.ndarray or leaf.shape != shape
+                                    or (leaf.dtype is not dtype and leaf.dtype != dtype)
+                                    or leaf.strides != strides):
+                                raise TypeError
+                    except (TypeError, AttributeError, IndexError):
+                        leaves = checked_leaves(leaves)
+                outputs = [allocate() for allocate in allocators]
                 if entry is not None:
                     call_args[0] = leaves
                     call_args[1] = outputs
@@ -289,7 +369,74 @@ class Executable:
                 call_args[0] = call_args[1] = None
                 free.append(workspace)
 
+        def bind_scalars(leaves: Sequence[Any], holders: list[np.ndarray]) -> list | None:
+            """The leaves, with each Python scalar param written into its 0-d holder; the
+            None (checked_leaves converts or refuses them) if one is not a Python scalar or
+            does not fit."""
+            bound = list(leaves)
+            try:
+                for n, position in scalars:
+                    value = bound[position]
+                    if value.__class__ not in PYTHON_SCALARS:
+                        return None
+                    holder = holders[n]
+                    holder[()] = value
+                    bound[position] = holder
+            except (OverflowError, ValueError, TypeError, IndexError):
+                return None
+            return bound
+
         return run
+
+    def _make_keyed_run(self, checks: tuple) -> Callable[[Sequence[Any]], list[np.ndarray]]:
+        """run_keyed (see _make_run): the same steps, the leaves' layouts checked only."""
+        scalars = tuple((n, position) for n, (position, _) in enumerate(self._scalar_params))
+        checked_leaves, run = self._checked_leaves, self.run
+        allocators = tuple(self._allocators)
+        free, create = self._free, self.workspaces.create
+        entry, steps, results = self._entry, tuple(self._steps), self._results
+        bind, collect = self._python_bind, self._collect
+        def run_keyed(leaves: list) -> list[np.ndarray]:
+            for position, strides in checks:
+                if leaves[position].strides != strides:
+                    return run(leaves)
+            try:
+                workspace = free.pop()
+            except IndexError:
+                workspace = create()
+            call_args = workspace.call_args
+            try:
+                if scalars:
+                    # the key says each is a Python float, int or bool; one that does not fit
+                    # (an int beyond int64) goes the full way, to its error
+                    try:
+                        holders = workspace.scalars
+                        for n, position in scalars:
+                            holder = holders[n]
+                            holder[()] = leaves[position]
+                            leaves[position] = holder
+                    except (OverflowError, ValueError, TypeError):
+                        free.append(workspace)
+                        workspace = None
+                        return run(leaves)
+                outputs = [allocate() for allocate in allocators]
+                if entry is not None:
+                    call_args[0] = leaves
+                    call_args[1] = outputs
+                    entry(workspace.address)
+                else:
+                    bind(leaves, outputs, workspace.table)
+                for step in steps:
+                    step(workspace)
+                if results is None:
+                    return outputs
+                return collect(leaves, outputs, workspace.table)
+            finally:
+                if workspace is not None:
+                    call_args[0] = call_args[1] = None
+                    free.append(workspace)
+
+        return run_keyed
 
     def bound_workspace(self, leaves: Sequence[Any]
                         ) -> tuple[Callable[[], Workspace], Callable[[Workspace], None]]:

@@ -122,6 +122,44 @@ class ArgReducer(Reducer):
         return state[1]
 
 
+class FirstPosition(Reducer):
+    """The first position whose value is `extreme` (a NaN where the extreme is NaN): the second
+    pass of a row's arg-reduction. A min over select(match, position, NONE) carries no chain
+    through the values, so it vectorises (ArgReducer's compare-and-select chain does not);
+    positions are i32 where the reduce space allows (twice the lanes of i64)."""
+
+    def __init__(self, e: Emitter, ty: str, kind: str, extreme: str, size: int):
+        self.e, self.ty, self.kind, self.extreme = e, ty, kind, extreme
+        self.index_type = "i32" if size < INT_LIMITS["i32"][1] else "i64"
+        self.none = str(INT_LIMITS[self.index_type][1])
+        self.state_types = self.block_types = [self.index_type]
+        # loop-invariant: whether the extreme is NaN (then the first NaN is the answer)
+        self.extreme_is_nan = e.is_nan(ty, extreme) if kind == "f" else None
+
+    def init(self) -> list[str]:
+        return [self.none]
+
+    def update(self, block: list[str], value: str, position: str) -> list[str]:
+        e, ty, it = self.e, self.ty, self.index_type
+        if self.kind == "f":
+            both_nan = e.ibin("and", "i1", self.extreme_is_nan, e.is_nan(ty, value))
+            match = e.ibin("or", "i1", e.fcmp("oeq", ty, value, self.extreme), both_nan)
+        else:
+            match = e.icmp("eq", ty, value, self.extreme)
+        if it != "i64":
+            position = e.cast("trunc", "i64", position, it)
+        candidate = e.select(match, it, position, self.none)
+        return [e.intrinsic(f"llvm.smin.{it}", it, [(it, block[0]), (it, candidate)])]
+
+    def finish(self, state: list[str]) -> str:
+        if self.index_type == "i64":
+            return state[0]
+        return self.e.cast("sext", self.index_type, state[0], "i64")
+
+
+EXTREME_OF = {Op.ARGMAX: Op.REDUCE_MAX, Op.ARGMIN: Op.REDUCE_MIN}
+
+
 class BoolFold(Reducer):
     """any / all of bools, accumulated in i8: vectors of i1 make LLVM's code explode."""
 
@@ -184,10 +222,17 @@ REDUCERS: dict[Op, dict[str, ReducerFactory]] = {
 }
 
 
-def make_reducer(r: KernelRenderer, instr: Instr) -> Reducer:
+def make_reducer(r: KernelRenderer, instr: Instr, op: Op | None = None) -> Reducer:
+    """The accumulator of `instr`'s reduction (computing `op` instead, when given)."""
     dtype = r.arg_dtype(instr)
-    factory = REDUCERS.get(instr.op, {}).get(dtype.kind)
+    factory = REDUCERS.get(op or instr.op, {}).get(dtype.kind)
     if factory is None:
         raise CompileError(f"{instr.op.value} is not supported for {dtype} on the CPU backend",
                            instr.source)
     return factory(r.e, llvm_type(dtype))
+
+
+def first_position_reducer(r: KernelRenderer, instr: Instr, extreme: str) -> Reducer:
+    dtype = r.arg_dtype(instr)
+    size = math.prod(d.extent for d in r.reduce_dims)
+    return FirstPosition(r.e, llvm_type(dtype), dtype.kind, extreme, size)

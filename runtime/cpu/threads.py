@@ -43,8 +43,13 @@ from collections.abc import Callable
 # A loop is split only when it does at least this many element-operations per chunk (OP_WEIGHTS
 # units of runtime/cpu/elementwise.py OP_WEIGHTS, roughly 0.05-0.2 ns each vectorised). Measured on the 2-vCPU
 # VM: with the native hand-off (~1-3 us when the worker is spinning, up to ~100 us when it must
-# be woken) splitting pays from about 20-40 us of single-threaded work.
-MIN_WORK_PER_CHUNK = 500_000
+# be woken) splitting pays from about 20-40 us of single-threaded work on an idle machine, and
+# costs on a shared one, where the second core is often busy: adam's (256,100) update
+# (1.1e6 element-ops, ~20 us serial) took 21.7 us on two threads idle and 43 us under load, 22
+# serial; layernorm of (128,256) 9 us serial, 25 split under load; batchnorm_backward_alt's
+# column kernel (2.1e6) 18 us serial, ~20 split idle, 52-76 split under load. So a split needs
+# two chunks of 2e6 (~35 us serial).
+MIN_WORK_PER_CHUNK = 2_000_000
 
 Task = Callable[[int, int], None]   # task(begin, end) runs work items [begin, end)
 
