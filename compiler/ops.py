@@ -584,6 +584,8 @@ HOST_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "nanmedian": np.nanmedian, "nanpercentile": np.nanpercentile,
     "nanquantile": np.nanquantile, "interp": np.interp, "unwrap": np.unwrap, "i0": np.i0,
     "frexp": np.frexp, "partition": np.partition,
+    # float16's own steps (computed in float32 they would be float32's steps)
+    "nextafter": np.nextafter, "spacing": np.spacing,
     "linalg.det": np.linalg.det, "linalg.inv": np.linalg.inv, "linalg.solve": np.linalg.solve,
     "linalg.cholesky": np.linalg.cholesky, "linalg.qr": np.linalg.qr, "linalg.svd": np.linalg.svd,
     "linalg.eigh": np.linalg.eigh, "linalg.eigvalsh": np.linalg.eigvalsh,

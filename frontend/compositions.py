@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from graphjit.compiler.errors import UnsupportedError
+from graphjit.compiler.errors import DTypeError, ShapeError, UnsupportedError
 from graphjit.compiler.ops import Op
 
 from .numpy_api import METHODS, UFUNC_HANDLERS, implements, lift_all, write_out
@@ -28,10 +28,15 @@ def promote(ufunc: np.ufunc, *operands: Any) -> list[Tracer]:
     try:
         loop_dtype = np.dtype(ufunc.resolve_dtypes(in_types + (None,))[-1])
     except TypeError as exc:
-        raise UnsupportedError(f"np.{ufunc.__name__} does not support these operand types "
+        raise DTypeError(f"np.{ufunc.__name__} does not support these operand types "
                                f"({exc})", user_source()) from None
     tracers = lift_all(list(operands))
-    shape = np.broadcast_shapes(*(t.shape for t in tracers))
+    try:
+        shape = np.broadcast_shapes(*(t.shape for t in tracers))
+    except ValueError:
+        raise ShapeError(f"operands could not be broadcast together with shapes "
+                         f"{' '.join(str(t.shape) for t in tracers)} in np.{ufunc.__name__}",
+                         user_source()) from None
     ctx = tracers[0]._ctx
     return [Tracer(ctx, broadcast_node(ctx, cast_node(ctx, t._id, loop_dtype), shape))
             for t in tracers]

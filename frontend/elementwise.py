@@ -160,7 +160,28 @@ def _frexp(x: Tracer) -> tuple[Tracer, Tracer]:
     return tuple(host_call("frexp", [x], output=i) for i in range(2))
 
 
+def _half_steps(ufunc: np.ufunc, op: Op) -> Callable:
+    """nextafter/spacing: float16 steps are float16's own, so float16 operands run NumPy's
+    loop as a host step (the loop kernels compute float16 in float32)."""
+
+    def handler(*operands: Any) -> Tracer:
+        tracers = lift_all(list(operands))
+        try:
+            loop = ufunc.resolve_dtypes(tuple(dtype_operand(v) for v in operands) + (None,))
+        except TypeError as exc:
+            raise DTypeError(f"np.{ufunc.__name__} does not support these operand types "
+                             f"({exc})", user_source()) from None
+        if loop[-1] != np.dtype(np.float16):
+            return apply_elementwise(op, *operands)
+        cast = [Tracer(t._ctx, cast_node(t._ctx, t._id, d)) for t, d in zip(tracers, loop)]
+        return host_call(ufunc.__name__, cast)
+
+    return handler
+
+
 UFUNC_HANDLERS.update({
+    np.nextafter: _half_steps(np.nextafter, Op.NEXTAFTER),
+    np.spacing: _half_steps(np.spacing, Op.SPACING),
     np.square: square,
     np.reciprocal: reciprocal,
     np.positive: _via(np.positive, _same),

@@ -122,6 +122,7 @@ def handle_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict) -> A
     kwargs.pop("casting", None)
     kwargs.pop("order", None)
     kwargs.pop("subok", None)
+    inputs = _all_weak_made_strong(inputs)
     if method == "__call__":
         handler = UFUNC_HANDLERS.get(ufunc)
         if handler is None:
@@ -147,6 +148,20 @@ def handle_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict) -> A
     if out is not None:
         return write_out(out, result)
     return result
+
+
+def _is_weak(value: Any) -> bool:
+    return is_python_scalar(value) or (isinstance(value, Tracer) and value._weak)
+
+
+def _all_weak_made_strong(inputs: tuple) -> tuple:
+    """NEP 50: a ufunc whose operands are all Python scalars converts each to its default
+    NumPy dtype (np.add(2, 3) is int64, np.sin(True) float16), and returns a NumPy scalar, never
+    a Python one: traced Python-scalar arguments become strong there."""
+    if not inputs or not all(_is_weak(v) for v in inputs):
+        return inputs
+    return tuple(Tracer(v._ctx, v._id, scalar=True) if isinstance(v, Tracer) else v
+                 for v in inputs)
 
 
 def write_out(out: Any, result: Tracer) -> Tracer:

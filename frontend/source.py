@@ -34,3 +34,14 @@ def user_source() -> str:
         frame = frame.f_back
     return ""
 
+
+
+def traceback_source(tb) -> str:
+    """`file.py:LINE` of the innermost traceback frame outside graphjit and NumPy, or ''."""
+    found = ""
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if not _is_ours(filename):
+            found = f"{os.path.basename(filename)}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return found
