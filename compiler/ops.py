@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import math
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -238,12 +239,12 @@ def same_shape(*shapes: Shape, **_: Any) -> Shape:
 def normalize_axes(axes: Any, ndim: int) -> tuple[int, ...]:
     if axes is None:
         return tuple(range(ndim))
-    if isinstance(axes, (int, np.integer)):
+    if np.ndim(axes) == 0:   # an int, a NumPy integer or a 0-d integer array
         axes = (axes,)
     out = []
     for axis in axes:
-        axis = int(axis)
-        if not -ndim <= axis < max(ndim, 1):
+        axis = operator.index(axis)   # NumPy refuses float axes too
+        if not -ndim <= axis < ndim:
             raise ValueError(f"axis {axis} is out of bounds for an array of dimension {ndim}")
         out.append(axis % ndim if ndim else 0)
     if len(set(out)) != len(out):

@@ -8,6 +8,7 @@ including NaN, +-inf and signed zeros. They register in numpy_api's `UFUNC_HANDL
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any
 
 import numpy as np
@@ -144,12 +145,19 @@ def round_(a: Any, decimals: int = 0, out: Any = None) -> Tracer:
     if isinstance(decimals, Tracer):
         raise UnsupportedError("np.round: decimals must be a Python int; mark it static",
                                user_source())
-    decimals = int(decimals)
-    if a.dtype.kind in "biu":
-        if decimals < 0:
-            raise UnsupportedError("np.round of integers with negative decimals is not "
-                                   "supported", user_source())
+    decimals = operator.index(decimals)
+    if a.dtype.kind == "b":   # NumPy rounds booleans with rint (float16); decimals are refused
+        if decimals:
+            raise DTypeError("np.round of booleans with decimals != 0: NumPy cannot cast the "
+                             "scaled float64 result back to bool", user_source())
+        result = rint(a)
+    elif a.dtype.kind in "iu":
         result = Tracer(a._ctx, a._id)
+        if decimals < 0:   # to tens, hundreds...: half to even, back in the integer dtype
+            factor = 10.0 ** -decimals
+            scaled = Tracer(a._ctx, cast_node(a._ctx, a._id, np.dtype(np.float64))) / factor
+            result = _round_half_even(scaled) * factor
+            result = Tracer(a._ctx, cast_node(a._ctx, result._id, a.dtype))
     elif decimals == 0:
         result = _round_half_even(a)
     elif decimals > 0:
