@@ -244,9 +244,10 @@ def normalize_axes(axes: Any, ndim: int) -> tuple[int, ...]:
     out = []
     for axis in axes:
         axis = operator.index(axis)   # NumPy refuses float axes too
-        if not -ndim <= axis < ndim:
+        if not -ndim <= axis < max(ndim, 1):   # NumPy lets a 0-d array reduce over axis 0
             raise ValueError(f"axis {axis} is out of bounds for an array of dimension {ndim}")
-        out.append(axis % ndim if ndim else 0)
+        if ndim:
+            out.append(axis % ndim)
     if len(set(out)) != len(out):
         raise ValueError(f"repeated axis in {tuple(axes)}")
     return tuple(sorted(out))

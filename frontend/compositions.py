@@ -18,7 +18,9 @@ from graphjit.compiler.ops import Op
 
 from .numpy_api import METHODS, UFUNC_HANDLERS, implements, lift_all, write_out
 from .source import user_source
-from .tracer import Tracer, apply_elementwise, broadcast_node, cast_node, dtype_operand
+from .tracer import (
+    Tracer, apply_elementwise, broadcast_node, cast_node, dtype_operand, is_python_scalar,
+)
 
 LN2 = math.log(2.0)
 
@@ -38,9 +40,10 @@ def promote(ufunc: np.ufunc, *operands: Any) -> list[Tracer]:
         raise ShapeError(f"operands could not be broadcast together with shapes "
                          f"{' '.join(str(t.shape) for t in tracers)} in np.{ufunc.__name__}",
                          user_source()) from None
-    ctx = tracers[0]._ctx
-    return [Tracer(ctx, broadcast_node(ctx, cast_node(ctx, t._id, loop_dtype), shape))
-            for t in tracers]
+    ctx = tracers[0]._ctx   # node_of: a Python int outside the loop dtype is refused
+    return [Tracer(ctx, broadcast_node(
+        ctx, ctx.node_of(v if is_python_scalar(v) else t, loop_dtype), shape))
+        for v, t in zip(operands, tracers)]
 
 
 def _select(condition: Tracer, if_true: Any, if_false: Any) -> Tracer:

@@ -88,7 +88,9 @@ def reduce_ufunc(ufunc: np.ufunc, x: Any, axis: Any = None, dtype: Any = None, o
         if fill is None:
             raise ShapeError(f"reduction operation '{name}' does not have an identity, so to use "
                              "a where mask one has to specify 'initial'", user_source())
-        source = np.where(_mask(where, x), source, _filled((), fill, source.dtype, ctx))
+        # masked-out elements are the identity; `initial` is combined once, below
+        hidden = IDENTITY[name] if IDENTITY[name] is not None else fill
+        source = np.where(_mask(where, x), source, _filled((), hidden, source.dtype, ctx))
     if any(x.shape[a] == 0 for a in axes):
         if fill is None:
             raise ShapeError(f"zero-size array to reduction operation {name} which has no "
@@ -138,6 +140,8 @@ def all_(a, axis=None, out=None, keepdims=False, *, where=True):
 
 def _count(x: Tracer, axis: Any, keepdims: bool, where: Any) -> Any:
     """How many elements each result reduces: a Python int, or an int64 array with where=."""
+    if x.ndim == 0 and axis is not None and axis != ():   # NumPy's mean/var count refuses it
+        raise ShapeError(f"axis {axis} is out of bounds for array of dimension 0", user_source())
     axes = _axes(x, axis)
     if where is True:
         return math.prod(x.shape[a] for a in axes)
@@ -209,6 +213,9 @@ def _arg_reduce(op: Op, x: Any, axis: Any, keepdims: bool, name: str) -> Tracer:
         flat = reshape(x, (x.size,))
         result = _arg_reduce(op, flat, 0, False, name)
         return reshape(result, (1,) * x.ndim) if keepdims else result
+    if x.ndim == 0:   # NumPy: axis 0 (or -1) of a 0-d array is the array itself
+        _axes(x, axis)
+        return _arg_reduce(op, reshape(x, (1,)), 0, False, name)
     (axis,) = _axes(x, axis)
     if x.shape[axis] == 0:
         raise ShapeError(f"attempt to get {name} of an empty sequence", user_source())
