@@ -244,7 +244,7 @@ def normalize_axes(axes: Any, ndim: int) -> tuple[int, ...]:
     out = []
     for axis in axes:
         axis = operator.index(axis)   # NumPy refuses float axes too
-        if not -ndim <= axis < max(ndim, 1):   # NumPy lets a 0-d array reduce over axis 0
+        if not -max(ndim, 1) <= axis < max(ndim, 1):   # a 0-d array reduces over axis 0/-1
             raise ValueError(f"axis {axis} is out of bounds for an array of dimension {ndim}")
         if ndim:
             out.append(axis % ndim)

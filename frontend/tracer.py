@@ -546,7 +546,7 @@ class Tracer:
     def __getattr__(self, name: str):
         from .numpy_api import METHODS
 
-        if name in METHODS:
+        if name in METHODS and not self._weak:   # a Python scalar has no array methods
             method = METHODS[name]
             return lambda *args, **kwargs: method(self, *args, **kwargs)
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
