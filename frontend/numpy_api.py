@@ -227,7 +227,7 @@ HANDLED_FUNCTIONS[np.result_type] = result_type
 
 FAMILIES: tuple[str, ...] = (
     "views", "shapes", "creation", "elementwise", "reductions", "linalg", "compositions", "einsum",
-    "shape_functions", "indexing_functions", "mutation",
+    "shape_functions", "indexing_functions", "mutation", "array_functions",
 )
 for _family in FAMILIES:
     importlib.import_module(f"{__package__}.{_family}")

@@ -299,3 +299,28 @@ def test_shape_and_indexing_functions(fn, specs):
 def test_equal_of_python_scalars_only():
     check(lambda a, b: np.equal(a, b), 2, 3)
     check(lambda x: (np.equal(2, 3), x)[0], Arr((2,), "int8"))
+
+
+# ---------------------------------------------------------------- NumPy's Python-level functions
+
+ARRAY_FUNCTIONS = {
+    "flip": np.flip, "flip-axes": lambda x: np.flip(x, (0, -1)), "fliplr": np.fliplr,
+    "flipud": np.flipud, "roll": lambda x: np.roll(x, 2),
+    "roll-axes": lambda x: np.roll(x, (1, -2), axis=(0, 1)), "rot90": np.rot90,
+    "rot90-k3": lambda x: np.rot90(x, 3, axes=(-1, 0)), "diff": np.diff,
+    "diff-n2-axis0": lambda x: np.diff(x, 2, axis=0),
+    "diff-prepend-append": lambda x: np.diff(x, prepend=0, append=1), "tril": np.tril,
+    "triu-k": lambda x: np.triu(x, -1), "trace": np.trace,
+    "trace-dtype": lambda x: np.trace(x, 1, dtype=np.float32), "nan_to_num": np.nan_to_num,
+    "nan_to_num-values": lambda x: np.nan_to_num(x, nan=1.5, posinf=2.0, neginf=-2.0),
+    "isclose": lambda x: np.isclose(x, 1.0),
+    "isclose-equal-nan": lambda x: np.isclose(x, x[::-1], equal_nan=True),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ARRAY_FUNCTIONS))
+def test_array_functions(name):
+    function = ARRAY_FUNCTIONS[name]
+    for spec in (Arr((), "float32"), Arr((0, 3), "int8"), Arr((3,), "bool"),
+                 Arr((2, 3), "float16"), Arr((2, 3, 4), "uint8", "nc"), Arr((3, 4), "float64")):
+        check(function, spec)
