@@ -184,3 +184,35 @@ def isclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
         if equal_nan:
             result = result | (np.isnan(x) & np.isnan(y))
     return result
+
+
+def _python_bool(value: Tracer) -> Tracer:
+    """A traced bool that a jitted function returns as a Python bool, as NumPy's allclose and
+    array_equal do (`if np.allclose(...)` on traced values still needs a concrete value)."""
+    return Tracer(value._ctx, value._id, weak=True)
+
+
+@implements(np.allclose)
+def allclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
+    return _python_bool(np.all(isclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan)))
+
+
+@implements(np.array_equal)
+def array_equal(a1, a2, equal_nan=False):
+    x, y = lift_all([a1, a2])
+    if x.shape != y.shape:
+        return False
+    same = x == y
+    if equal_nan and x.dtype.kind == "f" and y.dtype.kind == "f":
+        same = same | (np.isnan(x) & np.isnan(y))
+    return _python_bool(np.all(same))
+
+
+@implements(np.array_equiv)
+def array_equiv(a1, a2):
+    x, y = lift_all([a1, a2])
+    try:
+        np.broadcast_shapes(x.shape, y.shape)
+    except ValueError:
+        return False
+    return _python_bool(np.all(x == y))

@@ -315,6 +315,11 @@ ARRAY_FUNCTIONS = {
     "nan_to_num-values": lambda x: np.nan_to_num(x, nan=1.5, posinf=2.0, neginf=-2.0),
     "isclose": lambda x: np.isclose(x, 1.0),
     "isclose-equal-nan": lambda x: np.isclose(x, x[::-1], equal_nan=True),
+    "allclose": lambda x: np.allclose(x, x + 1e-9),
+    "allclose-equal-nan": lambda x: np.allclose(x, x, equal_nan=True),
+    "array_equal": lambda x: np.array_equal(x, x[::-1]),
+    "array_equal-equal-nan": lambda x: np.array_equal(x, x, equal_nan=True),
+    "array_equiv": lambda x: np.array_equiv(x, x[:1]),
 }
 
 
