@@ -135,6 +135,7 @@ def handle_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict) -> A
             raise UnsupportedError(f"np.{ufunc.__name__} keyword arguments {sorted(kwargs)} are "
                                    "not supported", user_source())
         if dtype is not None:
+            _check_dtype_loop(ufunc, inputs, dtype)
             inputs = tuple(_as_dtype(v, dtype) for v in inputs)
         result = handler(*inputs)
     else:
@@ -162,6 +163,21 @@ def _all_weak_made_strong(inputs: tuple) -> tuple:
         return inputs
     return tuple(Tracer(v._ctx, v._id, scalar=True) if isinstance(v, Tracer) else v
                  for v in inputs)
+
+
+def _check_dtype_loop(ufunc: np.ufunc, inputs: tuple, dtype: Any) -> None:
+    """`dtype=` names the output's dtype: NumPy refuses it where the ufunc has no such loop
+    (np.less(a, b, dtype=np.float64))."""
+    from .tracer import dtype_operand
+
+    try:
+        ufunc.resolve_dtypes(tuple(dtype_operand(v) for v in inputs) + (None,) * ufunc.nout,
+                             signature=(None,) * ufunc.nin + (np.dtype(dtype),) * ufunc.nout)
+    except TypeError as exc:
+        from graphjit.compiler.errors import DTypeError
+
+        raise DTypeError(f"np.{ufunc.__name__}(..., dtype={np.dtype(dtype)}): {exc}",
+                         user_source()) from None
 
 
 def write_out(out: Any, result: Tracer) -> Tracer:
