@@ -63,3 +63,58 @@ def execution_error(message: str, cause: Exception, source: str | None) -> Graph
     """The error for an op that failed while running: a LinAlgError keeps its type."""
     kind = LinAlgError if isinstance(cause, np.linalg.LinAlgError) else GraphjitError
     return kind(message, source)
+
+
+# ---------------------------------------------------------------- NumPy's own refusals, traced
+# A built-in exception raised while a function is traced (NumPy refusing an argument, an index
+# out of range, a Python int that does not fit the array's dtype) is re-raised as a graphjit
+# error that is also of the original type: `except ValueError` still catches it, and its message
+# names the user's line like every other graphjit error.
+
+class TracedTypeError(GraphjitError, TypeError):
+    """NumPy (or Python) raised TypeError while graphjit traced the function."""
+
+
+class TracedValueError(GraphjitError, ValueError):
+    """NumPy (or Python) raised ValueError while graphjit traced the function."""
+
+
+class TracedIndexError(GraphjitError, IndexError):
+    """An index out of range (or of the wrong kind) while graphjit traced the function."""
+
+
+class TracedKeyError(GraphjitError, KeyError):
+    """A missing key while graphjit traced the function."""
+
+
+class TracedOverflowError(GraphjitError, OverflowError):
+    """A Python int that does not fit the dtype NumPy casts it to (NumPy raises too)."""
+
+
+class TracedZeroDivisionError(GraphjitError, ZeroDivisionError):
+    """A division by zero in Python arithmetic while graphjit traced the function."""
+
+
+class TracedAttributeError(GraphjitError, AttributeError):
+    """A missing attribute while graphjit traced the function."""
+
+
+class TracedRuntimeError(GraphjitError, RuntimeError):
+    """NumPy (or Python) raised RuntimeError while graphjit traced the function."""
+
+
+TRACED_ERRORS: dict[type, type] = {
+    TypeError: TracedTypeError, ValueError: TracedValueError, IndexError: TracedIndexError,
+    KeyError: TracedKeyError, OverflowError: TracedOverflowError,
+    ZeroDivisionError: TracedZeroDivisionError, AttributeError: TracedAttributeError,
+    RuntimeError: TracedRuntimeError,
+}
+
+
+def as_graphjit_error(exc: BaseException, source: str | None) -> GraphjitError | None:
+    """`exc` (of exactly a built-in type above) as its graphjit twin; None for any other."""
+    twin = TRACED_ERRORS.get(type(exc))
+    if twin is None:
+        return None
+    message = exc.args[0] if type(exc) is KeyError and exc.args else str(exc)
+    return twin(str(message), source)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import math
+import operator
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -240,14 +241,15 @@ def same_shape(*shapes: Shape, **_: Any) -> Shape:
 def normalize_axes(axes: Any, ndim: int) -> tuple[int, ...]:
     if axes is None:
         return tuple(range(ndim))
-    if isinstance(axes, (int, np.integer)):
+    if np.ndim(axes) == 0:   # an int, a NumPy integer or a 0-d integer array
         axes = (axes,)
     out = []
     for axis in axes:
-        axis = int(axis)
-        if not -ndim <= axis < max(ndim, 1):
+        axis = operator.index(axis)   # NumPy refuses float axes too
+        if not -max(ndim, 1) <= axis < max(ndim, 1):   # a 0-d array reduces over axis 0/-1
             raise ValueError(f"axis {axis} is out of bounds for an array of dimension {ndim}")
-        out.append(axis % ndim if ndim else 0)
+        if ndim:
+            out.append(axis % ndim)
     if len(set(out)) != len(out):
         raise ValueError(f"repeated axis in {tuple(axes)}")
     return tuple(sorted(out))
@@ -646,6 +648,8 @@ HOST_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "argpartition": np.argpartition, "lexsort": _lexsort_keys, "digitize": np.digitize,
     "histogram": _histogram, "bincount": _bincount_of_length, "isin": np.isin,
     "convolve": np.convolve, "correlate": np.correlate,
+    # float16's own steps (computed in float32 they would be float32's steps)
+    "nextafter": np.nextafter, "spacing": np.spacing,
     "linalg.det": np.linalg.det, "linalg.inv": np.linalg.inv, "linalg.solve": np.linalg.solve,
     "linalg.cholesky": np.linalg.cholesky, "linalg.qr": np.linalg.qr, "linalg.svd": np.linalg.svd,
     "linalg.eigh": np.linalg.eigh, "linalg.eigvalsh": np.linalg.eigvalsh,

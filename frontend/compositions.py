@@ -8,16 +8,19 @@ including NaN, +-inf and signed zeros. They register in numpy_api's `UFUNC_HANDL
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any
 
 import numpy as np
 
-from graphjit.compiler.errors import UnsupportedError
+from graphjit.compiler.errors import DTypeError, ShapeError, UnsupportedError
 from graphjit.compiler.ops import Op
 
 from .numpy_api import METHODS, UFUNC_HANDLERS, implements, lift_all, write_out
 from .source import user_source
-from .tracer import Tracer, apply_elementwise, broadcast_node, cast_node, dtype_operand
+from .tracer import (
+    Tracer, apply_elementwise, broadcast_node, cast_node, dtype_operand, is_python_scalar,
+)
 
 LN2 = math.log(2.0)
 
@@ -28,13 +31,19 @@ def promote(ufunc: np.ufunc, *operands: Any) -> list[Tracer]:
     try:
         loop_dtype = np.dtype(ufunc.resolve_dtypes(in_types + (None,))[-1])
     except TypeError as exc:
-        raise UnsupportedError(f"np.{ufunc.__name__} does not support these operand types "
+        raise DTypeError(f"np.{ufunc.__name__} does not support these operand types "
                                f"({exc})", user_source()) from None
     tracers = lift_all(list(operands))
-    shape = np.broadcast_shapes(*(t.shape for t in tracers))
-    ctx = tracers[0]._ctx
-    return [Tracer(ctx, broadcast_node(ctx, cast_node(ctx, t._id, loop_dtype), shape))
-            for t in tracers]
+    try:
+        shape = np.broadcast_shapes(*(t.shape for t in tracers))
+    except ValueError:
+        raise ShapeError(f"operands could not be broadcast together with shapes "
+                         f"{' '.join(str(t.shape) for t in tracers)} in np.{ufunc.__name__}",
+                         user_source()) from None
+    ctx = tracers[0]._ctx   # node_of: a Python int outside the loop dtype is refused
+    return [Tracer(ctx, broadcast_node(
+        ctx, ctx.node_of(v if is_python_scalar(v) else t, loop_dtype), shape))
+        for v, t in zip(operands, tracers)]
 
 
 def _select(condition: Tracer, if_true: Any, if_false: Any) -> Tracer:
@@ -139,12 +148,19 @@ def round_(a: Any, decimals: int = 0, out: Any = None) -> Tracer:
     if isinstance(decimals, Tracer):
         raise UnsupportedError("np.round: decimals must be a Python int; mark it static",
                                user_source())
-    decimals = int(decimals)
-    if a.dtype.kind in "biu":
-        if decimals < 0:
-            raise UnsupportedError("np.round of integers with negative decimals is not "
-                                   "supported", user_source())
+    decimals = operator.index(decimals)
+    if a.dtype.kind == "b":   # NumPy rounds booleans with rint (float16); decimals are refused
+        if decimals:
+            raise DTypeError("np.round of booleans with decimals != 0: NumPy cannot cast the "
+                             "scaled float64 result back to bool", user_source())
+        result = rint(a)
+    elif a.dtype.kind in "iu":
         result = Tracer(a._ctx, a._id)
+        if decimals < 0:   # to tens, hundreds...: half to even, back in the integer dtype
+            factor = 10.0 ** -decimals
+            scaled = Tracer(a._ctx, cast_node(a._ctx, a._id, np.dtype(np.float64))) / factor
+            result = _round_half_even(scaled) * factor
+            result = Tracer(a._ctx, cast_node(a._ctx, result._id, a.dtype))
     elif decimals == 0:
         result = _round_half_even(a)
     elif decimals > 0:

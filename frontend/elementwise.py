@@ -18,7 +18,10 @@ from .numpy_api import (
 )
 from .shapes import reshape
 from .source import user_source
-from .tracer import Tracer, apply_elementwise, broadcast_node, cast_node, context_of, dtype_operand
+from .tracer import (
+    Tracer, apply_elementwise, broadcast_node, cast_node, context_of, dtype_operand,
+    is_python_scalar,
+)
 
 
 # ---------------------------------------------------------------- ufuncs
@@ -111,7 +114,9 @@ def _via(ufunc: np.ufunc, rule: Callable[..., Tracer]) -> Callable:
         except TypeError as exc:
             raise DTypeError(f"np.{ufunc.__name__} does not support these operand types "
                              f"({exc})", user_source()) from None
-        cast = [Tracer(t._ctx, cast_node(t._ctx, t._id, d)) for t, d in zip(tracers, loop)]
+        ctx = tracers[0]._ctx   # node_of: a Python int outside the loop dtype is refused
+        cast = [Tracer(ctx, ctx.node_of(v if is_python_scalar(v) else t, d))
+                for v, t, d in zip(operands, tracers, loop)]
         return rule(*cast)
 
     return handler
@@ -160,7 +165,30 @@ def _frexp(x: Tracer) -> tuple[Tracer, Tracer]:
     return tuple(host_call("frexp", [x], output=i) for i in range(2))
 
 
+def _half_steps(ufunc: np.ufunc, op: Op) -> Callable:
+    """nextafter/spacing: float16 steps are float16's own, so float16 operands run NumPy's
+    loop as a host step (the loop kernels compute float16 in float32)."""
+
+    def handler(*operands: Any) -> Tracer:
+        tracers = lift_all(list(operands))
+        try:
+            loop = ufunc.resolve_dtypes(tuple(dtype_operand(v) for v in operands) + (None,))
+        except TypeError as exc:
+            raise DTypeError(f"np.{ufunc.__name__} does not support these operand types "
+                             f"({exc})", user_source()) from None
+        if loop[-1] != np.dtype(np.float16):
+            return apply_elementwise(op, *operands)
+        ctx = tracers[0]._ctx
+        cast = [Tracer(ctx, ctx.node_of(v if is_python_scalar(v) else t, d))
+                for v, t, d in zip(operands, tracers, loop)]
+        return host_call(ufunc.__name__, cast)
+
+    return handler
+
+
 UFUNC_HANDLERS.update({
+    np.nextafter: _half_steps(np.nextafter, Op.NEXTAFTER),
+    np.spacing: _half_steps(np.spacing, Op.SPACING),
     np.square: square,
     np.reciprocal: reciprocal,
     np.positive: _via(np.positive, _same),

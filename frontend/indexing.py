@@ -37,6 +37,8 @@ def _normalize_key(key: Any) -> tuple:
                     item = item.astype(np.intp)
         elif isinstance(item, np.ndarray) and item.ndim == 0 and item.dtype.kind in "iu":
             item = int(item)
+        elif isinstance(item, (bool, np.bool_)):
+            item = np.asarray(item)   # a 0-d mask: a new axis of length 1 (True) or 0 (False)
         elif isinstance(item, np.integer):
             item = int(item)
         out.append(item)
@@ -160,7 +162,10 @@ def getitem(x: Tracer, key: Any) -> Tracer:
             "data, which graphjit cannot compile. Use np.where(mask, x, 0) (or another fill "
             "value) to keep the shape, or np.sum(np.where(mask, x, 0)) for a masked reduction",
             user_source())
+    if any(_is_scalar_mask(item) for item in key):
+        return _scalar_mask_getitem(x, key)
     has_ellipsis = any(item is Ellipsis for item in key)
+    given = key   # an ellipsis between index arrays separates them even where it covers no axis
     key = _expand_ellipsis(key, x.ndim)
     if not any(_is_array(item) for item in key):
         return _basic_getitem(x, key, view=has_ellipsis)
@@ -168,13 +173,47 @@ def getitem(x: Tracer, key: Any) -> Tracer:
     if len(arrays) == 1 and not _is_bool_array(key[arrays[0]]) and all(
             item == slice(None) for i, item in enumerate(key) if i != arrays[0]):
         axis = arrays[0]
+        if key[axis].dtype.kind not in "iu":
+            raise IndexError(f"{user_source()}: arrays used as indices must be of integer (or "
+                             f"boolean) type, not {key[axis].dtype}")
         index = cast_node(ctx, ctx.node_of(key[axis]), INDEX_DTYPE)
         return Tracer(ctx, ctx.add(Op.TAKE, (x._id, index), {"axis": axis}))
-    template, ids = index_template(x, key)
+    template, ids = index_template(x, given)
     try:
         return Tracer(ctx, ctx.add(Op.GETITEM, (x._id, *ids), {"template": template}))
     except ShapeError as exc:
         raise ShapeError(f"shape mismatch in indexing: {exc}") from None
+
+
+def _is_scalar_mask(item: Any) -> bool:
+    return isinstance(item, np.ndarray) and item.ndim == 0 and item.dtype == np.dtype(bool)
+
+
+def _scalar_mask_getitem(x: Tracer, key: tuple) -> Tracer:
+    """x[True] is x[None]; x[False] the same new axis with length 0 (basic keys only)."""
+    if sum(map(_is_scalar_mask, key)) > 1 or any(
+            isinstance(item, int) or (_is_array(item) and not _is_scalar_mask(item))
+            for item in key):
+        # NumPy makes the masks and integers one broadcast advanced index there
+        raise UnsupportedError("a 0-d boolean index is supported with slices, None and ... "
+                               "only (not with integers, index arrays or another mask)",
+                               user_source())
+    result = getitem(x, tuple(None if _is_scalar_mask(item) else item for item in key))
+    used = sum(_consumed_dims(item) for item in key if not _is_scalar_mask(item))
+    empty, position = [], 0
+    for item in key:
+        if _is_scalar_mask(item) or item is None:
+            if _is_scalar_mask(item) and not item:
+                empty.append(position)
+            position += 1
+        elif item is Ellipsis:
+            position += x.ndim - used
+        elif isinstance(item, slice):
+            position += 1
+    if not empty:
+        return result
+    return getitem(result, tuple(slice(0, 0) if i in empty else slice(None)
+                                 for i in range(result.ndim)))
 
 
 def setitem(x: Tracer, key: Any, value: Any) -> None:
@@ -270,13 +309,15 @@ def take(a: Any, indices: Any, axis: int | None = None, out: Any = None,
          mode: str = "raise") -> Tracer:
     from .numpy_api import ravel, write_out
 
-    if mode != "raise":
-        raise UnsupportedError(f"np.take(..., mode={mode!r}) is not supported; wrap or clip the "
-                               "indices with np.clip / % first", user_source())
+    if mode not in ("raise", "wrap", "clip"):
+        raise ShapeError(f"np.take: clipmode must be one of 'clip', 'raise', or 'wrap' (got "
+                         f"{mode!r})", user_source())
     a = _lift(a)
     if axis is None:
         a, axis = ravel(a), 0
     axis = _axis(a, int(axis))
+    if mode != "raise":
+        indices = _moded(indices, a.shape[axis], mode)
     if isinstance(indices, (int, np.integer)) and not isinstance(indices, bool):
         result = getitem(a, (slice(None),) * axis + (int(indices),))
     else:
@@ -284,6 +325,25 @@ def take(a: Any, indices: Any, axis: int | None = None, out: Any = None,
         index_id = index_node(ctx, indices, a.shape[axis], axis)
         result = Tracer(ctx, ctx.add(Op.TAKE, (a._id, index_id), {"axis": axis}))
     return result if out is None else write_out(out, result)
+
+
+def _moded(indices: Any, size: int, mode: str) -> Any:
+    """np.take's mode='wrap' (indices modulo the size) and 'clip' (to 0..size-1, negative ones
+    to 0), applied before the gather so that every index is in range."""
+    if size == 0:
+        raise IndexError(f"{user_source()}: cannot do a non-empty take from an empty axes.")
+    if isinstance(indices, Tracer):
+        if indices.dtype.kind not in "iu":
+            raise IndexError(f"{user_source()}: arrays used as indices must be of integer "
+                             f"type, not {indices.dtype}")
+        return np.mod(indices, size) if mode == "wrap" else np.clip(indices, 0, size - 1)
+    array = np.asarray(indices)
+    if array.dtype.kind not in "iu" and array.size:
+        raise IndexError(f"{user_source()}: arrays used as indices must be of integer type, not "
+                         f"{array.dtype}")
+    array = array.astype(INDEX_DTYPE)
+    moded = np.mod(array, size) if mode == "wrap" else np.clip(array, 0, size - 1)
+    return moded if array.ndim else int(moded)
 
 
 def take_along_axis(arr: Any, indices: Any, axis: int | None = -1) -> Tracer:

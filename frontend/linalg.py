@@ -1,6 +1,7 @@
 """Contractions: matmul, dot, outer, inner, vdot (np.linalg itself: linalg_functions.py)."""
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -63,9 +64,14 @@ implements(np.matmul)(lambda a, b, out=None, **kw: matmul(a, b) if out is None
                       else write_out(out, matmul(a, b)))
 
 
+def _lift_strong(values: list) -> list[Tracer]:
+    """NumPy's contractions convert operands with asarray: Python scalars are not weak there."""
+    return [Tracer(t._ctx, t._id) if t._weak else t for t in lift_all(values)]
+
+
 @implements(np.dot, method="dot")
 def dot(a, b, out=None):
-    a, b = lift_all([a, b])
+    a, b = _lift_strong([a, b])
     if a.ndim == 0 or b.ndim == 0:
         result = a * b
     elif b.ndim <= 2:
@@ -80,21 +86,34 @@ def dot(a, b, out=None):
 
 @implements(np.outer)
 def outer(a, b, out=None):
-    a, b = lift_all([a, b])
-    return reshape(ravel(a), (-1, 1)) * reshape(ravel(b), (1, -1))
+    a, b = _lift_strong([a, b])
+    result = reshape(ravel(a), (a.size, 1)) * reshape(ravel(b), (1, b.size))
+    return result if out is None else write_out(out, result)
 
 
 @implements(np.inner)
 def inner(a, b):
-    a, b = lift_all([a, b])
+    """inner(a, b)[i..., j...] = sum_k a[i..., k] * b[j..., k]: one (M, K) @ (K, N) product."""
+    a, b = _lift_strong([a, b])
     if a.ndim == 0 or b.ndim == 0:
         return a * b
-    return dot(a, moveaxis(b, -1, 0)) if b.ndim > 1 else matmul(a, b)
+    if a.shape[-1] != b.shape[-1]:
+        raise ShapeError(f"np.inner: shapes {a.shape} and {b.shape} not aligned: {a.shape[-1]} "
+                         f"(dim {a.ndim - 1}) != {b.shape[-1]} (dim {b.ndim - 1})",
+                         user_source())
+    size = a.shape[-1]
+    rows = reshape(a, (a.size // size if size else math.prod(a.shape[:-1]), size))
+    cols = reshape(b, (b.size // size if size else math.prod(b.shape[:-1]), size))
+    return reshape(matmul(rows, cols.T), a.shape[:-1] + b.shape[:-1])
 
 
 @implements(np.vdot)
 def vdot(a, b):
-    return sum_(ravel(a) * ravel(b))
+    a, b = _lift_strong([a, b])
+    if a.size != b.size:
+        raise ShapeError(f"np.vdot: vectors of sizes {a.size} and {b.size} differ",
+                         user_source())
+    return matmul(ravel(a), ravel(b))
 
 
 def _bool_error(name: str) -> Callable:

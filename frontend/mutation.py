@@ -55,13 +55,22 @@ def _concrete(value: Any) -> np.ndarray | None:
     return np.asarray(value)
 
 
+KIND_RANK = {"b": 0, "u": 1, "i": 1, "f": 2}
+
+
+def _can_cast(src: Tracer, dtype: np.dtype, casting: str) -> bool:
+    """np.can_cast, with a Python scalar (weak) fitting any dtype of its kind or a higher one."""
+    if src._weak and casting in ("same_kind", "safe"):
+        return KIND_RANK[src.dtype.kind] <= KIND_RANK[np.dtype(dtype).kind]
+    return bool(np.can_cast(src.dtype, dtype, casting=casting))
+
+
 @implements(np.copyto)
 def copyto(dst: Any, src: Any, casting: str = "same_kind", where: Any = True) -> None:
     dst = _target(dst, "np.copyto")
     ctx = dst._ctx
     src_tracer = lift(ctx, src)
-    if casting != "unsafe" and not np.can_cast(src_tracer.dtype, dst.dtype, casting=casting) \
-            and not src_tracer._weak:
+    if casting != "unsafe" and not _can_cast(src_tracer, dst.dtype, casting):
         raise UnsupportedError(f"np.copyto: cannot cast from {src_tracer.dtype} to {dst.dtype} "
                                f"with casting={casting!r} (NumPy refuses this too)", user_source())
     value = _broadcast_value(dst, src_tracer)

@@ -122,6 +122,7 @@ def handle_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict) -> A
     kwargs.pop("casting", None)
     kwargs.pop("order", None)
     kwargs.pop("subok", None)
+    inputs = _all_weak_made_strong(inputs)
     if method == "__call__":
         handler = UFUNC_HANDLERS.get(ufunc)
         if handler is None:
@@ -134,6 +135,7 @@ def handle_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict) -> A
             raise UnsupportedError(f"np.{ufunc.__name__} keyword arguments {sorted(kwargs)} are "
                                    "not supported", user_source())
         if dtype is not None:
+            _check_dtype_loop(ufunc, inputs, dtype)
             inputs = tuple(_as_dtype(v, dtype) for v in inputs)
         result = handler(*inputs)
     else:
@@ -147,6 +149,35 @@ def handle_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict) -> A
     if out is not None:
         return write_out(out, result)
     return result
+
+
+def _is_weak(value: Any) -> bool:
+    return is_python_scalar(value) or (isinstance(value, Tracer) and value._weak)
+
+
+def _all_weak_made_strong(inputs: tuple) -> tuple:
+    """NEP 50: a ufunc whose operands are all Python scalars converts each to its default
+    NumPy dtype (np.add(2, 3) is int64, np.sin(True) float16), and returns a NumPy scalar, never
+    a Python one: traced Python-scalar arguments become strong there."""
+    if not inputs or not all(_is_weak(v) for v in inputs):
+        return inputs
+    return tuple(Tracer(v._ctx, v._id, scalar=True) if isinstance(v, Tracer) else v
+                 for v in inputs)
+
+
+def _check_dtype_loop(ufunc: np.ufunc, inputs: tuple, dtype: Any) -> None:
+    """`dtype=` names the output's dtype: NumPy refuses it where the ufunc has no such loop
+    (np.less(a, b, dtype=np.float64))."""
+    from .tracer import dtype_operand
+
+    try:
+        ufunc.resolve_dtypes(tuple(dtype_operand(v) for v in inputs) + (None,) * ufunc.nout,
+                             signature=(None,) * ufunc.nin + (np.dtype(dtype),) * ufunc.nout)
+    except TypeError as exc:
+        from graphjit.compiler.errors import DTypeError
+
+        raise DTypeError(f"np.{ufunc.__name__}(..., dtype={np.dtype(dtype)}): {exc}",
+                         user_source()) from None
 
 
 def write_out(out: Any, result: Tracer) -> Tracer:

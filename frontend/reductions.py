@@ -88,7 +88,9 @@ def reduce_ufunc(ufunc: np.ufunc, x: Any, axis: Any = None, dtype: Any = None, o
         if fill is None:
             raise ShapeError(f"reduction operation '{name}' does not have an identity, so to use "
                              "a where mask one has to specify 'initial'", user_source())
-        source = np.where(_mask(where, x), source, _filled((), fill, source.dtype, ctx))
+        # masked-out elements are the identity; `initial` is combined once, below
+        hidden = IDENTITY[name] if IDENTITY[name] is not None else fill
+        source = np.where(_mask(where, x), source, _filled((), hidden, source.dtype, ctx))
     if any(x.shape[a] == 0 for a in axes):
         if fill is None:
             raise ShapeError(f"zero-size array to reduction operation {name} which has no "
@@ -138,6 +140,8 @@ def all_(a, axis=None, out=None, keepdims=False, *, where=True):
 
 def _count(x: Tracer, axis: Any, keepdims: bool, where: Any) -> Any:
     """How many elements each result reduces: a Python int, or an int64 array with where=."""
+    if x.ndim == 0 and axis is not None and axis != ():   # NumPy's mean/var count refuses it
+        raise ShapeError(f"axis {axis} is out of bounds for array of dimension 0", user_source())
     axes = _axes(x, axis)
     if where is True:
         return math.prod(x.shape[a] for a in axes)
@@ -192,11 +196,27 @@ def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=Tru
     return result if out is None else write_out(out, result)
 
 
+def _inexact_dtype(x: Any, dtype: Any, name: str, inexact_input: bool = False) -> None:
+    """NumPy refuses an integer dtype= where the result is a float (std's sqrt; the
+    nan-statistics of float arrays)."""
+    x = lift_all([x])[0]
+    if dtype is not None and np.dtype(dtype).kind in "biu" and (
+            not inexact_input or x.dtype.kind == "f"):
+        raise DTypeError(f"np.{name}: dtype must be inexact here, not {np.dtype(dtype)}",
+                         user_source())
+
+
 @implements(np.std, method="std")
 def std(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=True, mean=None,
         correction=None):
-    result = np.sqrt(var(a, axis, dtype, None, ddof, keepdims, where=where, mean=mean,
-                         correction=correction))
+    variance = var(a, axis, dtype, None, ddof, keepdims, where=where, mean=mean,
+                   correction=correction)
+    result = np.sqrt(variance)
+    if variance.dtype.kind in "biu":   # an integer dtype=: NumPy's sqrt writes back into it
+        if variance.ndim:
+            raise DTypeError(f"np.std: cannot cast the square root (float) to "
+                             f"{variance.dtype} with casting rule 'same_kind'", user_source())
+        result = astype(result, variance.dtype)
     return result if out is None else write_out(out, result)
 
 
@@ -209,6 +229,9 @@ def _arg_reduce(op: Op, x: Any, axis: Any, keepdims: bool, name: str) -> Tracer:
         flat = reshape(x, (x.size,))
         result = _arg_reduce(op, flat, 0, False, name)
         return reshape(result, (1,) * x.ndim) if keepdims else result
+    if x.ndim == 0:   # NumPy: axis 0 (or -1) of a 0-d array is the array itself
+        _axes(x, axis)
+        return _arg_reduce(op, reshape(x, (1,)), 0, False, name)
     (axis,) = _axes(x, axis)
     if x.shape[axis] == 0:
         raise ShapeError(f"attempt to get {name} of an empty sequence", user_source())
@@ -337,6 +360,7 @@ nanargmin = implements(np.nanargmin)(_nan_arg(Op.ARGMIN, np.inf, "nanargmin"))
 
 @implements(np.nanmean)
 def nanmean(a, axis=None, dtype=None, out=None, keepdims=False, *, where=True):
+    _inexact_dtype(a, dtype, "nanmean", inexact_input=True)
     x = lift_all([a])[0]
     if x.dtype.kind != "f":
         return mean(x, axis, dtype, out, keepdims, where=where)
@@ -356,6 +380,7 @@ def nanmean(a, axis=None, dtype=None, out=None, keepdims=False, *, where=True):
 @implements(np.nanvar)
 def nanvar(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=True,
            mean=None, correction=None):
+    _inexact_dtype(a, dtype, "nanvar", inexact_input=True)
     x = lift_all([a])[0]
     if correction is not None:
         ddof = correction
@@ -369,7 +394,8 @@ def nanvar(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=
         with np.errstate(all="ignore"):
             mean = astype(reduce_ufunc(np.add, filled, axis, dtype, None, True, None, valid)
                           / count_kept, x.dtype if dtype is None else dtype)
-    centered = np.where(valid, filled - mean, _filled((), 0, x.dtype, x._ctx))
+    # NumPy subtracts and squares in place, in x's own dtype (float16 rounds there)
+    centered = np.where(valid, astype(filled - mean, x.dtype), _filled((), 0, x.dtype, x._ctx))
     squared = centered * centered
     total = reduce_ufunc(np.add, squared, axis, dtype, None, keepdims, None, True)
     count = reduce_ufunc(np.add, astype(valid, np.intp), axis, None, None, keepdims)
@@ -383,6 +409,7 @@ def nanvar(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=
 @implements(np.nanstd)
 def nanstd(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=True,
            mean=None, correction=None):
+    _inexact_dtype(a, dtype, "nanstd", inexact_input=True)
     result = np.sqrt(nanvar(a, axis, dtype, None, ddof, keepdims, where=where, mean=mean,
                             correction=correction))
     return result if out is None else write_out(out, result)

@@ -3,6 +3,7 @@ np.tile, np.repeat and np.split / np.array_split. All their size arguments are s
 (Python ints), so every result shape is known at trace time."""
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import numpy as np
@@ -100,9 +101,9 @@ def tile(A, reps):
 @implements(np.repeat, method="repeat")
 def repeat(a, repeats, axis=None):
     x = lift_all([a])[0]
-    if axis is None:
-        x, axis = ravel(x), 0
-    axis = _axis(x, int(axis))
+    if axis is None or x.ndim == 0:   # NumPy repeats a 0-d array as a 1-d one
+        x, axis = ravel(x), 0 if axis is None else axis
+    axis = _axis(x, operator.index(axis))
     counts = _static_ints(repeats, "np.repeat repeats")
     if (counts < 0).any():
         raise ValueError(f"{user_source()}: repeats may not contain negative values")

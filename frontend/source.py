@@ -48,3 +48,14 @@ def caller_opcode() -> str | None:
     if frame is None:
         return None
     return _opcodes(frame.f_code).get(frame.f_lasti)
+
+
+def traceback_source(tb) -> str:
+    """`file.py:LINE` of the innermost traceback frame outside graphjit and NumPy, or ''."""
+    found = ""
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if not _is_ours(tb.tb_frame.f_globals.get("__name__"), filename):
+            found = f"{os.path.basename(filename)}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return found

@@ -8,12 +8,14 @@ from typing import Any
 import numpy as np
 
 from graphjit.compiler.dtypes import is_supported, supported_list
-from graphjit.compiler.errors import ArgumentError, DTypeError, UnsupportedError
+from graphjit.compiler.errors import (
+    ArgumentError, DTypeError, GraphjitError, UnsupportedError, as_graphjit_error,
+)
 from graphjit.compiler.ir import Graph
 from graphjit.compiler.ops import Op
 
 from .pytree import TreeDef, flatten
-from .source import user_source
+from .source import traceback_source, user_source
 from .tracer import PYTHON_SCALARS, TraceContext, Tracer, is_python_scalar
 
 
@@ -98,8 +100,17 @@ def trace(fn: Callable, leaves_specs: Sequence[LeafSpec], rebuild_args: Callable
     from . import numpy_api  # noqa: F401  (every handler registered before NumPy is wrapped)
     from .creation import creating_traced_arrays
 
-    with creating_traced_arrays(ctx):
-        result = fn(*args, **kwargs)
+    try:
+        with creating_traced_arrays(ctx):
+            result = fn(*args, **kwargs)
+    except GraphjitError:
+        raise
+    except Exception as exc:
+        # NumPy's (or Python's) own refusal, as a graphjit error of the same built-in type
+        twin = as_graphjit_error(exc, traceback_source(exc.__traceback__))
+        if twin is None:
+            raise
+        raise twin.with_traceback(exc.__traceback__) from None
     out_leaves, out_tree = flatten(result)
     graph = ctx.graph
     out_weak = []

@@ -14,7 +14,7 @@ from graphjit.compiler.errors import (
     DTypeError, ReadOnlyError, ShapeError, TracerBoolError, UnsupportedError,
 )
 from graphjit.compiler.ir import Graph
-from graphjit.compiler.ops import Op, UFUNC_OPS
+from graphjit.compiler.ops import COMPARISONS, Op, UFUNC_OPS
 
 from .source import caller_opcode as _caller_opcode
 from .source import user_source
@@ -157,13 +157,38 @@ def dtype_operand(value: Any) -> Any:
             return WEAK_TYPES[value.dtype.kind]
         return value.dtype
     if is_python_scalar(value):
-        return WEAK_TYPES[np.asarray(value).dtype.kind]
+        return np.dtype(bool) if type(value) is bool else type(value)
     if isinstance(value, (np.ndarray, np.generic)):
         return value.dtype
     if isinstance(value, (list, tuple)):
         return np.asarray(value).dtype
     raise UnsupportedError(f"cannot use a value of type {type(value).__name__} in a traced "
                            "computation; pass NumPy arrays or numbers", user_source())
+
+
+def _is_weak(value: Any) -> bool:
+    return is_python_scalar(value) or (isinstance(value, Tracer) and value._weak)
+
+
+# ops on Python numbers only that Python computes with bools as ints (True + True == 2)
+PYTHON_NUMBER_OPS: frozenset[Op] = frozenset({
+    Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.FLOORDIV, Op.MOD, Op.POW, Op.NEG, Op.ABS,
+})
+INT64 = np.dtype(np.int64)
+
+
+def _exact_int_comparison(operands: tuple, loop: tuple) -> tuple:
+    """NumPy compares an integer array with a Python int exactly, even where the int does not
+    fit the array's dtype (uint8 > -3 is all True): compare in int64 (float64 past its range)."""
+    if loop[0].kind not in "iu" or loop[0] == INT64 or not any(
+            type(v) is int or (isinstance(v, Tracer) and v._weak and v.dtype.kind in "iu")
+            for v in operands):
+        return loop
+    if any(not isinstance(v, Tracer) and np.dtype(loop[0]).itemsize == 8 for v in operands):
+        return loop   # uint64 against a Python int: NumPy's own loop
+    beyond = any(type(v) is int and not -2**63 <= v < 2**63 for v in operands)
+    wide = np.dtype(np.float64) if beyond else INT64
+    return (wide,) * (len(loop) - 1) + (loop[-1],)
 
 
 def context_of(values: Any) -> TraceContext:
@@ -177,13 +202,18 @@ def apply_elementwise(op: Op, *operands: Any, out_dtype: np.dtype | None = None)
     """Record one elementwise op with NumPy's promotion and broadcasting made explicit."""
     ctx = context_of(operands)
     ufunc = UFUNC_OPS[op]
+    all_weak = all(_is_weak(v) for v in operands)
     in_types = tuple(dtype_operand(v) for v in operands)
+    if all_weak and op in PYTHON_NUMBER_OPS:   # Python arithmetic: True + True is 2
+        in_types = tuple(int if t == np.dtype(bool) else t for t in in_types)
     try:
         loop = ufunc.resolve_dtypes(in_types + (None,))
     except TypeError as exc:
         raise DTypeError(f"np.{ufunc.__name__} does not support operands of types "
                          f"{[getattr(t, '__name__', str(t)) for t in in_types]} ({exc})",
                          user_source()) from None
+    if op in COMPARISONS:
+        loop = _exact_int_comparison(operands, loop)
     ids = [ctx.node_of(v, loop[i]) for i, v in enumerate(operands)]
     shapes = [ctx.graph.node(i).shape for i in ids]
     try:
@@ -194,9 +224,7 @@ def apply_elementwise(op: Op, *operands: Any, out_dtype: np.dtype | None = None)
                          user_source()) from None
     ids = [broadcast_node(ctx, i, shape) for i in ids]
     result = ctx.add(op, tuple(ids))
-    weak = all(
-        (isinstance(v, Tracer) and v._weak) or is_python_scalar(v) for v in operands
-    )
+    weak = all_weak
     scalar = shape == ()   # NumPy returns a scalar for a 0-d result
     tracer = Tracer(ctx, result, weak=weak, scalar=scalar)
     if out_dtype is not None:
@@ -527,7 +555,7 @@ class Tracer:
     def __getattr__(self, name: str):
         from .numpy_api import METHODS
 
-        if name in METHODS:
+        if name in METHODS and not self._weak:   # a Python scalar has no array methods
             method = METHODS[name]
             return lambda *args, **kwargs: method(self, *args, **kwargs)
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
