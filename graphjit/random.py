@@ -51,7 +51,7 @@ def fold_in(key: Any, data: Any) -> Any:
     """A new key that depends on `key` and an integer `data` (e.g. the step number), which may
     be traced: handy to derive a fresh key per training step inside a compiled function."""
     if isinstance(data, Tracer):
-        data = data.astype(KEY_DTYPE)
+        data = traced_astype(data, KEY_DTYPE)   # a weak Python-int tracer has no methods
     elif isinstance(data, (int, np.integer)) and not isinstance(data, bool):
         data = np.int64(data)
     else:
@@ -143,10 +143,18 @@ def _is_number(value: Any, expected: float) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value == expected
 
 
+def traced_astype(value: Tracer, dtype: Any) -> Tracer:
+    """`value.astype(dtype)` that also works for a weak (Python-scalar) tracer, which has no
+    array methods, as a Python int has none."""
+    from graphjit.frontend.creation import astype   # the frontend imports this module
+
+    return astype(value, dtype)
+
+
 def _as_dtype(value: Any, dtype: Any) -> Any:
     """Keep the requested float dtype (a float64 bound must not promote float32 samples)."""
     if isinstance(value, (int, float)):
         return value  # Python scalars are weak: they take the array's dtype
     if isinstance(value, Tracer):
-        return value.astype(dtype) if value.dtype != np.dtype(dtype) else value
+        return traced_astype(value, dtype) if value.dtype != np.dtype(dtype) else value
     return np.asarray(value).astype(dtype)
