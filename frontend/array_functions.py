@@ -249,18 +249,6 @@ def numpy_dtype(function: Callable, *args: Any, **kwargs: Any) -> np.dtype:
 
 
 
-def _axis(axis: Any, ndim: int, function: str) -> int:
-    try:
-        axis = operator.index(axis)
-    except TypeError:
-        raise ShapeError(f"np.{function}: axis must be an integer, got {axis!r}",
-                         user_source()) from None
-    if not -ndim <= axis < ndim:
-        raise ShapeError(f"np.{function}: axis {axis} is out of bounds for array of dimension "
-                         f"{ndim}", user_source())
-    return axis % ndim
-
-
 
 @implements(np.diag)
 def diag(v: Any, k: int = 0) -> Tracer:
@@ -339,8 +327,7 @@ def tensordot(a: Any, b: Any, axes: Any = 2) -> Tracer:
                          f"{a.shape}, {b.shape}", user_source()) from None
     if len(axes_a) != len(axes_b):
         raise ShapeError("np.tensordot: shape-mismatch for sum", user_source())
-    axes_a = [_axis(x, a.ndim, "tensordot") for x in axes_a]
-    axes_b = [_axis(x, b.ndim, "tensordot") for x in axes_b]
+    axes_a, axes_b = axis_list(axes_a, a.ndim), axis_list(axes_b, b.ndim)
     if any(a.shape[i] != b.shape[j] for i, j in zip(axes_a, axes_b)):
         raise ShapeError(f"np.tensordot: shape-mismatch for sum ({a.shape} axes {axes_a}, "
                          f"{b.shape} axes {axes_b})", user_source())

@@ -144,24 +144,23 @@ implements(linalg.eig)(_no_complex("eig"))
 implements(linalg.eigvals)(_no_complex("eigvals"))
 
 
+def _given_options(function: str, **options: Any) -> dict[str, Any]:
+    """The static keyword arguments the caller gave (None / _MISSING: NumPy's own default)."""
+    return {name: _static(value, function, name) for name, value in options.items()
+            if value is not None and value is not _MISSING}
+
+
 @implements(linalg.pinv)
 def pinv(a, rcond=None, hermitian=False, *, rtol=_MISSING):
-    kwargs = {"hermitian": bool(_static(hermitian, "pinv", "hermitian"))}
-    if rcond is not None:
-        kwargs["rcond"] = _static(rcond, "pinv", "rcond")
-    if rtol is not _MISSING:
-        kwargs["rtol"] = _static(rtol, "pinv", "rtol")
-    return host_call("linalg.pinv", [a], **kwargs)
+    return host_call("linalg.pinv", [a], hermitian=bool(_static(hermitian, "pinv", "hermitian")),
+                     **_given_options("pinv", rcond=rcond, rtol=rtol))
 
 
 @implements(linalg.matrix_rank)
 def matrix_rank(A, tol=None, hermitian=False, *, rtol=None):
-    kwargs = {"hermitian": bool(_static(hermitian, "matrix_rank", "hermitian"))}
-    if tol is not None:
-        kwargs["tol"] = _static(tol, "matrix_rank", "tol")
-    if rtol is not None:
-        kwargs["rtol"] = _static(rtol, "matrix_rank", "rtol")
-    return host_call("linalg.matrix_rank", [A], **kwargs)
+    return host_call("linalg.matrix_rank", [A],
+                     hermitian=bool(_static(hermitian, "matrix_rank", "hermitian")),
+                     **_given_options("matrix_rank", tol=tol, rtol=rtol))
 
 
 @implements(linalg.lstsq)

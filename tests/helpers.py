@@ -14,7 +14,9 @@ the same cases with `target="cuda"`.
 from __future__ import annotations
 
 import copy
+import inspect
 import math
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -360,3 +362,22 @@ ALL_CASES: list[Case] = UNARY_CASES + BINARY_CASES + REDUCTION_CASES
 
 def case_ids(cases: Sequence[Case]) -> list[str]:
     return [case.name for case in cases]
+
+
+def line_of(fn: Callable, text: str) -> int:
+    """The line number of the first line of `fn`'s source containing `text` (for checking that
+    an error names the user's line)."""
+    lines, first = inspect.getsourcelines(fn)
+    for offset, line in enumerate(lines):
+        if text in line and not line.lstrip().startswith("def "):
+            return first + offset
+    raise AssertionError(f"{text!r} not in the source of {fn.__name__}")
+
+
+def run_in_threads(work: Callable[[Any], None], arguments: Sequence[Any]) -> None:
+    """work(argument) on one thread per argument, all started before any is joined."""
+    threads = [threading.Thread(target=work, args=(a,)) for a in arguments]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()

@@ -9,7 +9,6 @@ reason. Gradients of sign-ambiguous factors use sign-invariant losses (squares).
 """
 from __future__ import annotations
 
-import inspect
 import os
 
 import numpy as np
@@ -19,7 +18,7 @@ from hypothesis import strategies as st
 
 import graphjit as gj
 from graphjit import DTypeError, ShapeError, UnsupportedError
-from helpers import check_against_numpy
+from helpers import check_against_numpy, line_of
 
 THIS_FILE = os.path.basename(__file__)
 RNG = np.random.default_rng(20261202)
@@ -444,14 +443,6 @@ def test_no_gradient_for_non_unique_full_svd_factors():
 
 
 # ---------------------------------------------------------------- errors
-
-def line_of(fn, text: str) -> int:
-    lines, first = inspect.getsourcelines(fn)
-    for offset, line in enumerate(lines):
-        if text in line and not line.lstrip().startswith("def "):
-            return first + offset
-    raise AssertionError(f"{text!r} not in the source of {fn.__name__}")
-
 
 def expect_error(fn, error: type, text: str, *args, hints: tuple[str, ...] = ()) -> str:
     with pytest.raises(error) as info:

@@ -2,14 +2,12 @@
 builders of the hit path. Each behaviour checked against what a fresh NumPy result would do."""
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 
 import graphjit as gj
 from graphjit.runtime.cpu import executable
-from tests.helpers import check_against_numpy
+from tests.helpers import check_against_numpy, run_in_threads
 
 MEDIUM = executable.BlockPool.MIN_BYTES // 4 * 2     # float32 elements of a recycled output
 
@@ -89,11 +87,7 @@ def test_threads_calling_one_function_get_their_own_results():
         if not all((k == 2 * seed).all() for k in kept):
             errors.append(seed)
 
-    threads = [threading.Thread(target=work, args=(s,)) for s in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_threads(work, range(4))
     assert not errors
 
 
@@ -150,11 +144,7 @@ def test_threads_with_scalar_arguments_do_not_share_them():
             if not (f(x, scale) == scale).all():
                 errors.append((seed, k))
 
-    threads = [threading.Thread(target=work, args=(s,)) for s in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_threads(work, range(4))
     assert not errors
 
 

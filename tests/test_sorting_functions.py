@@ -5,7 +5,6 @@ in-place methods mutating like NumPy's, gradients against finite differences, an
 refusals of functions whose result shape depends on the data."""
 from __future__ import annotations
 
-import inspect
 import os
 import warnings
 
@@ -16,7 +15,7 @@ from hypothesis import strategies as st
 
 import graphjit as gj
 from graphjit import DTypeError, ShapeError, UnsupportedError
-from helpers import check_against_numpy, noncontiguous, random_array
+from helpers import check_against_numpy, line_of, noncontiguous, random_array
 
 THIS_FILE = os.path.basename(__file__)
 DTYPES = [np.dtype(t) for t in ("bool", "int8", "int32", "float32", "float64")]
@@ -574,14 +573,6 @@ def test_sort_and_search_of_random_floats(values, needles, side):
 
 
 # ---------------------------------------------------------------- data-dependent shapes
-
-def line_of(fn, text: str) -> int:
-    lines, first = inspect.getsourcelines(fn)
-    for offset, line in enumerate(lines):
-        if text in line and not line.lstrip().startswith("def "):
-            return first + offset
-    raise AssertionError(f"{text!r} not in the source of {fn.__name__}")
-
 
 def expect_error(fn, line: int, *args, hints: tuple[str, ...] = ()) -> str:
     with pytest.raises(UnsupportedError) as info:
