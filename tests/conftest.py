@@ -9,6 +9,9 @@ os.environ.setdefault("GRAPHJIT_VERIFY", "1")  # run the IR verifier after every
 os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")  # CUDA tests run in Numba's simulator
 # the disk cache is on by default: keep the suite's object code out of the user's ~/.cache
 os.environ.setdefault("GRAPHJIT_CACHE_DIR", __import__("tempfile").mkdtemp(prefix="gj-test-cache-"))
+# no background linking of every test program into a shared object (a C compiler run each):
+# tests/test_shared_objects.py turns it on where it is the subject
+os.environ.setdefault("GRAPHJIT_SHARED_OBJECTS", "0")
 
 from hypothesis import HealthCheck, settings  # noqa: E402
 

@@ -7,6 +7,7 @@ also runs real `gj.jit` functions through the whole CPU path.
 """
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 import threading
@@ -167,7 +168,7 @@ def test_compile_and_reload_object_code_runs_the_same_kernel():
     library = llvm.compile_ir([kernel.llvm_ir])
     reloaded = llvm.load_object(library.object_code)
     x, out = np.arange(5.0), np.zeros(5)
-    table = (llvm.ctypes.c_void_p * 2)(x.ctypes.data, out.ctypes.data)
+    table = (ctypes.c_void_p * 2)(x.ctypes.data, out.ctypes.data)
     from graphjit.runtime.cpu.backend import KERNEL_FUNCTION
 
     KERNEL_FUNCTION(reloaded.address("add_one"))(table, 1, 4)

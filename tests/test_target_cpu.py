@@ -14,7 +14,7 @@ from graphjit.runtime.cpu import llvm
 PROBE = textwrap.dedent("""
     import json, numpy as np, graphjit as gj
     from graphjit.runtime.cpu import llvm
-    from vector_width import widest_float_vector_bytes
+    from vector_width import widest_float_vector_bytes, widest_register_bytes
 
     @gj.jit
     def f(x):
@@ -25,6 +25,7 @@ PROBE = textwrap.dedent("""
     ok = bool(np.allclose(f(x), np.tanh(x) * 2.0 + np.exp(-x), rtol=1e-5, atol=1e-6))
     print(json.dumps({"target": llvm.vector_bytes(), "ok": ok,
                       "widest": widest_float_vector_bytes(lowered.as_text("llvm")),
+                      "register": widest_register_bytes(lowered.as_text("asm")),
                       "key": llvm.host_description()}))
 """)
 
@@ -49,13 +50,13 @@ def test_named_cpu_compiles_for_its_own_vector_width(cpu, width):
     result = probe(cpu)
     assert result["ok"]
     assert result["target"] == width
-    assert min(width, 32) <= result["widest"] <= width
+    assert min(width, 32) <= result["widest"] and result["register"] <= width
     assert f"|{cpu}|" in result["key"]        # the disk-cache key tells the targets apart
 
 
 def test_host_is_the_default_target():
     result = probe("host")
-    assert result["ok"] and result["widest"] <= result["target"] == llvm.vector_bytes()
+    assert result["ok"] and result["register"] <= result["target"] == llvm.vector_bytes()
 
 
 @pytest.mark.parametrize("cpu", ["pentium-9000", "x86_64"])

@@ -2,7 +2,8 @@
 
 SSE gives 16-byte vectors (4 floats), AVX2 32 (8 floats), AVX-512 64 (16 floats). LLVM may prefer
 256-bit vectors on an AVX-512 CPU, so on any AVX-capable target a vectorised loop uses vectors of at
-least 32 bytes and at most the target's widest register.
+least 32 bytes. LLVM IR may hold vector types wider than any register (an interleaved loop, split
+by the code generator), so the upper bound is read off the assembly's registers instead.
 """
 from __future__ import annotations
 
@@ -20,6 +21,14 @@ def widest_float_vector_bytes(ir_text: str) -> int:
                default=0)
 
 
+_REGISTER = re.compile(r"%([xyz])mm\d+")
+_REGISTER_BYTES = {"x": 16, "y": 32, "z": 64}
+
+
+def widest_register_bytes(assembly: str) -> int:
+    """The widest SIMD register x86-64 assembly uses, in bytes (0 when it uses none)."""
+    return max((_REGISTER_BYTES[kind] for kind in _REGISTER.findall(assembly)), default=0)
+
+
 def is_vectorised(ir_text: str) -> bool:
-    target = llvm.vector_bytes()
-    return min(target, 32) <= widest_float_vector_bytes(ir_text) <= target
+    return min(llvm.vector_bytes(), 32) <= widest_float_vector_bytes(ir_text)

@@ -17,7 +17,7 @@ import struct
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -28,7 +28,8 @@ from graphjit.compiler import kernel as kernel_module
 from graphjit.compiler.kernel import Kernel
 from graphjit.runtime.disk_cache import DiskCache, Uncacheable, canonical_text, source_fingerprint
 
-from . import llvm
+from . import segments, shared_object
+from .host import PIPELINE, host_key
 from .blas import GemmPlan, MatmulRunner, blas_library, gemm_address, plan_gemm
 from .executable import Executable, HostStep, RunStep, Workspace
 from .threads import ThreadPool, chunk_count, default_pool, default_pool_size, split
@@ -48,6 +49,15 @@ SEGMENT_FUNCTION = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 # more than letting other Python threads wait for them
 SEGMENT_FUNCTION_KEEPING_GIL = ctypes.PYFUNCTYPE(None, ctypes.c_void_p)
 KEEP_GIL_MAX_WORK = 1 << 14   # element operations: a few microseconds
+
+
+class Library(Protocol):
+    """Loaded machine code: llvm.NativeLibrary (MCJIT) or shared_object.SharedObjectLibrary."""
+
+    texts: Mapping[str, str]
+    object_code: bytes
+
+    def address(self, name: str) -> int: ...
 
 
 class Rendered(Protocol):
@@ -82,7 +92,7 @@ class MatmulPlan:
     epilogue_ranges: tuple[tuple[int, int], ...]
 
 
-PlanItem = llvm.Segment | ParallelPlan | MatmulPlan | HostKernel
+PlanItem = segments.Segment | ParallelPlan | MatmulPlan | HostKernel
 
 
 class _Planner:
@@ -93,7 +103,7 @@ class _Planner:
         self.rendered = rendered
         self.threads = threads
         self.items: list[PlanItem] = []
-        self._pending: list[llvm.KernelCall | llvm.GemmCall] = []
+        self._pending: list[segments.KernelCall | segments.GemmCall] = []
         self._segments = 0
         self._gemms = 0
         self._bind = True
@@ -171,32 +181,42 @@ class _Planner:
         graph_name = program.graph.name if program.graph is not None else "fn"
         name = f"gj_{_symbol(graph_name)}_entry{self._segments}"
         self._segments += 1
-        self.items.append(llvm.Segment(name, bind_leaves, bind_outputs, tuple(self._pending),
+        self.items.append(segments.Segment(name, bind_leaves, bind_outputs, tuple(self._pending),
                                        args_slot=len(program.buffers)))
         self._pending = []
 
 
-def _kernel_call(rendered: Rendered) -> llvm.KernelCall:
-    return llvm.KernelCall(rendered.name, rendered.extent,
+def _kernel_call(rendered: Rendered) -> segments.KernelCall:
+    return segments.KernelCall(rendered.name, rendered.extent,
                            rendered.extent * max(1, rendered.cost_per_item))
 
 
-def _gemm_call(plan: GemmPlan, name: str) -> llvm.GemmCall:
-    return llvm.GemmCall(name, plan.routine, plan.trans_b, plan.trans_a,
+def _gemm_call(plan: GemmPlan, name: str) -> segments.GemmCall:
+    return segments.GemmCall(name, plan.routine, plan.trans_b, plan.trans_a,
                          (plan.n, plan.m, plan.k, plan.ldb, plan.lda, plan.ldc),
                          (plan.a, plan.b, plan.c), plan.offsets, plan.int_bits,
                          blas_library().threads if plan.single_threaded else 0)
 
 
-def _register_blas() -> None:
-    """Bind the BLAS symbols native entry functions call (before any object code is loaded)."""
-    for routine, symbol in llvm.BLAS_SYMBOLS.items():
+def _blas_addresses() -> dict[str, int]:
+    """The external symbols native entry functions call, and their addresses in this process."""
+    addresses = {}
+    for routine, symbol in segments.BLAS_SYMBOLS.items():
         address = gemm_address(routine)
         if address:   # no BLAS found: every product runs through np.matmul (blas.plan_gemm)
-            llvm.register_symbol(symbol, address)
+            addresses[symbol] = address
     library = blas_library()
     if library is not None and library.set_threads:
-        llvm.register_symbol(llvm.BLAS_THREADS_SYMBOL, library.set_threads)
+        addresses[segments.BLAS_THREADS_SYMBOL] = library.set_threads
+    return addresses
+
+
+def _register_blas() -> None:
+    """Bind the BLAS symbols native entry functions call (before any object code is loaded)."""
+    from . import llvm
+
+    for symbol, address in _blas_addresses().items():
+        llvm.register_symbol(symbol, address)
 
 
 def _symbol(text: str) -> str:
@@ -225,7 +245,7 @@ class CPUBackend:
 
     def compile(self, program: Program, stats: dict[str, float] | None = None) -> Executable:
         stats = {} if stats is None else stats
-        bind_natively = llvm.object_layout_ok()
+        bind_natively = segments.object_layout_ok()
         threads = self._thread_count()
         # A warm disk cache is looked up by the Program itself: a hit renders no IR and runs no
         # LLVM pass, it only relocates the stored object code.
@@ -244,7 +264,7 @@ class CPUBackend:
                                        _kernel_summaries(program, rendered))
         return self._build(program, items, library, bind_natively, planner.gemm_kernels)
 
-    def _build(self, program: Program, items: list[PlanItem], library: llvm.NativeLibrary,
+    def _build(self, program: Program, items: list[PlanItem], library: Library,
                bind_natively: bool, gemm_kernels: dict[str, MatmulKernel]) -> Executable:
         try:
             executable = self._executable(program, items, library, bind_natively)
@@ -273,38 +293,71 @@ class CPUBackend:
         here = os.path.dirname(os.path.abspath(__file__))
         compiler = os.path.dirname(os.path.abspath(kernel_module.__file__))
         return DiskCache.make_key(
-            "program-v1", llvm.host_description(), llvm.PIPELINE,
+            "program-v1", host_key(), PIPELINE,
             f"graphjit-{_graphjit_version()}", source_fingerprint(compiler, here),
             f"threads={threads}|bind={bind_natively}", text)
 
     def _from_cache(self, key: str, program: Program, threads: int, bind_natively: bool,
                     stats: dict[str, float]) -> Executable | None:
+        """The program loaded from the disk cache: its shared object (dlopen, no LLVM at all)
+        when one was linked, else its object code (MCJIT); None when neither is there."""
         start = time.perf_counter()
-        payload = self.cache.load(key)
-        if payload is None:
-            return None
-        try:
-            summaries, object_code = _unpack(payload)
-            kernels = _loop_kernels(program)
-            if len(summaries) != len(kernels):
-                raise CompileError("its kernel list does not match the program")
-            rendered = {id(k): summary for k, summary in zip(kernels, summaries)}
-            planner = _Planner(program, rendered, threads)
-            items = planner.plan(bind_natively)
-            _register_blas()
-            symbols = [r.name for r in _unique(rendered.values())] + [
-                item.name for item in items if isinstance(item, llvm.Segment)]
+        for shared in (True, False) if shared_object.enabled() else (False,):
+            entry = shared_object.shared_key(key) if shared else key
+            payload = self.cache.load(entry)
+            if payload is None:
+                continue
+            try:
+                summaries, code = _unpack(payload)
+                planner, items, symbols = self._plan_loaded(program, summaries, threads,
+                                                            bind_natively)
+                texts = shared_object.LazyTexts(functools.partial(
+                    self._module_texts, program, threads, bind_natively))
+                if shared:
+                    library = shared_object.SharedObjectLibrary(code, texts, symbols)
+                    for symbol, address in _blas_addresses().items():
+                        library.bind(symbol, address)
+                else:
+                    from . import llvm
 
-            def sources() -> list[str]:   # for lower().as_text("llvm"), made when asked
-                fresh = self._render_all(program)
-                return _plan_and_sources(program, fresh, threads, bind_natively)[2]
+                    _register_blas()
+                    library = llvm.load_object(code, texts, symbols)
+                    self._link_later(key, payload[:len(payload) - len(code)], code)
+            except CompileError as exc:
+                self._discard(entry, str(exc))
+                continue
+            stats["load"] = time.perf_counter() - start
+            return self._build(program, items, library, bind_natively, planner.gemm_kernels)
+        return None
 
-            library = llvm.load_object(object_code, llvm.ModuleTexts(sources=sources), symbols)
-        except CompileError as exc:
-            self._discard(key, str(exc))
-            return None
-        stats["load"] = time.perf_counter() - start
-        return self._build(program, items, library, bind_natively, planner.gemm_kernels)
+    def _plan_loaded(self, program: Program, summaries: list[KernelSummary], threads: int,
+                     bind_natively: bool) -> tuple[_Planner, list[PlanItem], list[str]]:
+        kernels = _loop_kernels(program)
+        if len(summaries) != len(kernels):
+            raise CompileError("its kernel list does not match the program")
+        rendered = {id(k): summary for k, summary in zip(kernels, summaries)}
+        planner = _Planner(program, rendered, threads)
+        items = planner.plan(bind_natively)
+        symbols = [r.name for r in _unique(rendered.values())] + [
+            item.name for item in items if isinstance(item, segments.Segment)]
+        return planner, items, symbols
+
+    def _module_texts(self, program: Program, threads: int, bind_natively: bool) -> Mapping:
+        """lower().as_text("llvm"/"asm") of a program loaded from the cache, made when asked."""
+        from . import llvm
+
+        def sources() -> list[str]:
+            fresh = self._render_all(program)
+            return _plan_and_sources(program, fresh, threads, bind_natively)[2]
+
+        return llvm.ModuleTexts(sources=sources)
+
+    def _link_later(self, key: str, summaries: bytes, object_code: bytes) -> None:
+        """Store the program's shared object too, linked in the background, for later processes."""
+        cache = self.cache
+        shared_object.link_later(
+            lambda shared: cache.store(shared_object.shared_key(key), summaries + shared),
+            object_code, shared_object.slotted_symbols())
 
     def _discard(self, key: str, reason: str) -> None:
         # its key matched, so it was made by an incompatible build: delete it and recompile
@@ -341,9 +394,11 @@ class CPUBackend:
 
     def _native_library(self, sources: list[str], stats: dict[str, float],
                         symbols: Sequence[str] = (), program_key: str | None = None,
-                        summaries: bytes = b"") -> llvm.NativeLibrary:
+                        summaries: bytes = b"") -> Library:
         """Object code compiled (or, for a program with no canonical text, loaded from the
         cache by its IR); stored under `program_key` with the kernels' summaries."""
+        from . import llvm
+
         key = program_key
         if key is None and self.cache is not None:
             key = _cache_key(sources)
@@ -355,10 +410,14 @@ class CPUBackend:
         stats["llvm"] = time.perf_counter() - start
         if key is not None:
             self.cache.store(key, _pack(summaries, library.object_code))
+            if program_key is not None:
+                self._link_later(key, _pack(summaries, b""), library.object_code)
         return library
 
     def _cached_library(self, key: str, sources: list[str], stats: dict[str, float],
-                        symbols: Sequence[str]) -> llvm.NativeLibrary | None:
+                        symbols: Sequence[str]) -> Library | None:
+        from . import llvm
+
         start = time.perf_counter()
         payload = self.cache.load(key)
         if payload is None:
@@ -372,22 +431,22 @@ class CPUBackend:
         stats["load"] = time.perf_counter() - start
         return library
 
-    def _executable(self, program: Program, items: list[PlanItem], library: llvm.NativeLibrary,
+    def _executable(self, program: Program, items: list[PlanItem], library: Library,
                     bind_natively: bool) -> Executable:
         steps = [self._step(item, program, library) for item in items]
         entry = None
         if bind_natively:
             first = items[0]
-            assert isinstance(first, llvm.Segment)
+            assert isinstance(first, segments.Segment)
             entry = _segment_function(library, first)
             steps = steps[1:]
         steps = [s for s in steps if s is not None]
         return Executable(program, entry, steps, texts=library.texts, keep_alive=library)
 
-    def _step(self, item: PlanItem, program: Program, library: llvm.NativeLibrary
+    def _step(self, item: PlanItem, program: Program, library: Library
               ) -> RunStep | None:
         makers = {
-            llvm.Segment: lambda: _segment_step(item, library),
+            segments.Segment: lambda: _segment_step(item, library),
             ParallelPlan: lambda: _loop_step(self._pool_of, library, item.kernel, item.ranges),
             MatmulPlan: lambda: _matmul_step(item, program, self._pool_of, library),
             HostKernel: lambda: HostStep(item, program),
@@ -426,10 +485,12 @@ def _plan_and_sources(program: Program, rendered: dict[int, Rendered], threads: 
                       ) -> tuple["_Planner", list[PlanItem], list[str], list[str]]:
     planner = _Planner(program, rendered, threads)
     items = planner.plan(bind_natively)
-    segments = [item for item in items if isinstance(item, llvm.Segment)]
+    from . import llvm
+
+    entries = [item for item in items if isinstance(item, segments.Segment)]
     kernels = _unique(rendered.values())
-    sources = [r.llvm_ir for r in kernels] + [llvm.segments_ir(segments)]
-    symbols = [r.name for r in kernels] + [s.name for s in segments]
+    sources = [r.llvm_ir for r in kernels] + [llvm.segments_ir(entries)]
+    symbols = [r.name for r in kernels] + [s.name for s in entries]
     return planner, items, sources, symbols
 
 
@@ -476,7 +537,7 @@ def _cache_key(sources: list[str]) -> str:
     """Object code depends on the IR, the host CPU and LLVM, and (through the entry functions'
     conventions) on graphjit itself."""
     digest = hashlib.sha256()
-    parts = (llvm.host_description(), llvm.PIPELINE, f"graphjit-{_graphjit_version()}", *sources)
+    parts = (host_key(), PIPELINE, f"graphjit-{_graphjit_version()}", *sources)
     for part in parts:
         data = part.encode()
         digest.update(len(data).to_bytes(8, "little"))
@@ -484,13 +545,13 @@ def _cache_key(sources: list[str]) -> str:
     return digest.hexdigest()
 
 
-def _segment_function(library: llvm.NativeLibrary, segment: llvm.Segment) -> Callable:
+def _segment_function(library: Library, segment: segments.Segment) -> Callable:
     prototype = (SEGMENT_FUNCTION_KEEPING_GIL if segment.work <= KEEP_GIL_MAX_WORK
                  else SEGMENT_FUNCTION)
     return prototype(library.address(segment.name))
 
 
-def _segment_step(segment: llvm.Segment, library: llvm.NativeLibrary) -> RunStep | None:
+def _segment_step(segment: segments.Segment, library: Library) -> RunStep | None:
     if not segment.calls and not segment.bind_leaves and not segment.bind_outputs:
         return None
     function = _segment_function(library, segment)
@@ -501,7 +562,7 @@ def _segment_step(segment: llvm.Segment, library: llvm.NativeLibrary) -> RunStep
     return run_segment
 
 
-def _loop_step(pool: Callable[[], ThreadPool], library: llvm.NativeLibrary, rendered: Rendered,
+def _loop_step(pool: Callable[[], ThreadPool], library: Library, rendered: Rendered,
                ranges: tuple[tuple[int, int], ...]) -> RunStep:
     function = KERNEL_FUNCTION(library.address(rendered.name))
     chunks = list(ranges)
@@ -521,7 +582,7 @@ def _loop_step(pool: Callable[[], ThreadPool], library: llvm.NativeLibrary, rend
 
 
 def _matmul_step(plan: MatmulPlan, program: Program, pool: Callable[[], ThreadPool],
-                 library: llvm.NativeLibrary) -> RunStep:
+                 library: Library) -> RunStep:
     kernel = plan.kernel
     runner = MatmulRunner(kernel, program.buffers[kernel.a.buffer].dtype,
                           program.buffers[kernel.b.buffer].dtype)
@@ -542,7 +603,7 @@ __all__ = ["CPUBackend"]
 
 # ---------------------------------------------------------------- profiling (runtime/profile.py)
 
-def _profile_units(program: Program, items: list[PlanItem], library: llvm.NativeLibrary,
+def _profile_units(program: Program, items: list[PlanItem], library: Library,
                    pool: Callable[[], ThreadPool], gemm_kernels: dict[str, MatmulKernel]) -> list:
     """The program's work as separately runnable units, in the order a call runs it: each
     kernel and BLAS call of a native segment on its own, parallel loops through the pool."""
@@ -582,9 +643,9 @@ def _profile_units(program: Program, items: list[PlanItem], library: llvm.Native
             rendered_by_name[item.epilogue.name] = item.epilogue
     units: list = []
     for item in items:
-        if isinstance(item, llvm.Segment):
+        if isinstance(item, segments.Segment):
             for call in item.calls:
-                if isinstance(call, llvm.GemmCall):
+                if isinstance(call, segments.GemmCall):
                     units.append(matmul_unit(gemm_kernels[call.name]))
                 else:
                     units.append(loop_unit(_CallRendered(call), [(0, call.extent)]))
@@ -603,7 +664,7 @@ def _profile_units(program: Program, items: list[PlanItem], library: llvm.Native
 class _CallRendered:
     """A KernelCall of a segment seen as a Rendered kernel (its symbol and extent)."""
 
-    call: llvm.KernelCall
+    call: segments.KernelCall
 
     @property
     def name(self) -> str:

@@ -11,8 +11,6 @@ one module-level lock; jit compiles from several Python threads therefore serial
 """
 from __future__ import annotations
 
-import ctypes
-import functools
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -24,10 +22,10 @@ from llvmlite import ir
 
 from graphjit.compiler.errors import CompileError, ConfigurationError
 
-OPT_LEVEL = 3
-# Part of every disk-cache key: change it whenever `optimise` or `_new_machine` change what code
-# LLVM emits for the same IR, so object code made with the old settings is not loaded.
-PIPELINE = f"newpm-O{OPT_LEVEL}+loop-vectorize+slp+unroll|codemodel=jitdefault|v1"
+from .host import OPT_LEVEL, PIPELINE, host_signature  # noqa: F401
+from .segments import (ARRAY_DATA_OFFSET, BLAS_SYMBOLS, BLAS_THREADS_SYMBOL,  # noqa: F401
+                       LIST_ITEMS_OFFSET, GemmCall, KernelCall, Segment, object_layout_ok)
+
 _LLVM_LOCK = threading.RLock()
 
 
@@ -117,9 +115,10 @@ def vector_bytes() -> int:
 
 def _new_machine(triple: str, cpu: str, features: str) -> llvm.TargetMachine:
     target = llvm.Target.from_triple(triple)
-    # jitdefault (large) code model: calls to libm/BLAS symbols may be far away.
+    # jitdefault (large) code model: calls to libm/BLAS symbols may be far away. Position-
+    # independent, so the same object code links into a shared object (shared_object.py).
     return target.create_target_machine(cpu=cpu, features=features, opt=OPT_LEVEL,
-                                        reloc="default", codemodel="jitdefault")
+                                        reloc="pic", codemodel="jitdefault")
 
 
 def host_description() -> str:
@@ -246,21 +245,28 @@ def compile_ir(texts: list[str], name: str = "graphjit") -> NativeLibrary:
 
 def compile_ir_cached(texts: list[str], required: Sequence[str] = ()) -> NativeLibrary:
     """`compile_ir` through the disk cache, keyed by the IR itself: for fixed modules (the thread
-    pool's hand-off) that every fresh process needs, so a warm start runs no LLVM pass."""
-    from graphjit.runtime.disk_cache import DiskCache, cache_enabled, default_cache
+    pool's hand-off) that every fresh process needs, so a warm start runs no LLVM pass. Its shared
+    object is linked in the background for later processes (shared_object.load_ir_library)."""
+    from graphjit.runtime.disk_cache import cache_enabled, default_cache
+
+    from . import shared_object
 
     cache = default_cache() if cache_enabled() else None
     if cache is None:
         return compile_ir(texts)
-    key = DiskCache.make_key("ir-v1", host_description(), PIPELINE, *texts)
+    key = shared_object.ir_key(texts)
     payload = cache.load(key)
+    library = None
     if payload is not None:
         try:
-            return load_object(payload, ModuleTexts(sources=texts), required)
+            library = load_object(payload, ModuleTexts(sources=texts), required)
         except CompileError as exc:
             cache.discard(key, str(exc))
-    library = compile_ir(texts)
-    cache.store(key, library.object_code)
+    if library is None:
+        library = compile_ir(texts)
+        cache.store(key, library.object_code)
+    shared_object.link_later(lambda shared: cache.store(shared_object.shared_key(key), shared),
+                             library.object_code, ())
     return library
 
 
@@ -288,19 +294,7 @@ def load_object(object_code: bytes, texts: Mapping[str, str] | None = None,
 
 
 # ---------------------------------------------------------------- program entry functions
-#
-# A native segment is `void name(char **table)`. The first segment of a program also binds the
-# call's arrays: the table's last slot holds the workspace's `call_args` list, into which Python
-# puts [leaves, outputs] before the call; the segment reads each array's data pointer straight
-# from those lists into the table. One pointer argument is the cheapest ctypes call (~0.3 us,
-# against ~1 us for two py_objects and a pointer), and reading the pointers natively saves the
-# ~2 us per array that `ndarray.ctypes.data` costs in Python. This reads two CPython/NumPy struct
-# fields whose offsets `object_layout_ok()` checks once at start-up (the runtime falls back to
-# binding in Python if they ever differ). Then it calls its kernels in order, each over all its
-# items.
-
-LIST_ITEMS_OFFSET = 24    # PyListObject: ob_refcnt, ob_type, ob_size, then ob_item (PyObject **)
-ARRAY_DATA_OFFSET = 16    # PyArrayObject: ob_refcnt, ob_type, then data (char *)
+# (what each segment does is planned in segments.py; this renders it to IR)
 
 _PTR = ir.PointerType()
 _I8 = ir.IntType(8)
@@ -309,66 +303,6 @@ KERNEL_TYPE = ir.FunctionType(ir.VoidType(), [_PTR, _I64, _I64])
 SEGMENT_TYPE = ir.FunctionType(ir.VoidType(), [_PTR])
 
 
-@functools.lru_cache(maxsize=None)
-def object_layout_ok() -> bool:
-    """Whether list items and ndarray data sit at the offsets the entry functions read."""
-    import numpy as np
-
-    array = np.empty(3)
-    holder = [array]
-    items = ctypes.c_void_p.from_address(id(holder) + LIST_ITEMS_OFFSET).value
-    first = ctypes.c_void_p.from_address(items).value if items else None
-    data = ctypes.c_void_p.from_address(id(array) + ARRAY_DATA_OFFSET).value
-    return first == id(array) and data == array.ctypes.data
-
-
-@dataclass(frozen=True)
-class KernelCall:
-    """A rendered loop kernel run over all its work items."""
-
-    symbol: str
-    extent: int
-    work: int = 0            # extent x cost per item: how long the call runs, roughly
-
-
-@dataclass(frozen=True)
-class GemmCall:
-    """?gemm on buffers of the table, once per batch element (see blas.GemmPlan). It calls the
-    external symbol BLAS_SYMBOLS[routine], which `register_symbol` binds to NumPy's BLAS in this
-    process before any object code is loaded (so cached object code relocates correctly)."""
-
-    name: str                        # prefix of this call's constants
-    routine: str                     # "sgemm" or "dgemm"
-    trans_b: bytes
-    trans_a: bytes
-    ints: tuple[int, ...]            # n, m, k, ldb, lda, ldc
-    buffers: tuple[int, int, int]    # a, b, c
-    offsets: tuple[tuple[int, int, int], ...]
-    int_bits: int = 32               # the BLAS's integer width (64 for ILP64 builds)
-    # > 0: run with BLAS set to one thread, then set it back to this many (BLAS_THREADS_SYMBOL)
-    restore_threads: int = 0
-
-
-@dataclass(frozen=True)
-class Segment:
-    """One native entry function: optional binding of the call's arrays, then calls in order."""
-
-    name: str
-    # (table slot, position in the list) for every array the segment binds
-    bind_leaves: tuple[tuple[int, int], ...] = ()
-    bind_outputs: tuple[tuple[int, int], ...] = ()
-    calls: tuple[KernelCall | GemmCall, ...] = ()
-    args_slot: int = 0       # the table slot holding the [leaves, outputs] list when binding
-
-    @property
-    def work(self) -> float:
-        """Rough run time in element operations (a BLAS call counts as unbounded)."""
-        return sum(call.work if isinstance(call, KernelCall) else float("inf")
-                   for call in self.calls)
-
-
-BLAS_SYMBOLS = {"sgemm": "gj_blas_sgemm", "dgemm": "gj_blas_dgemm"}
-BLAS_THREADS_SYMBOL = "gj_blas_set_threads"   # openblas_set_num_threads(int) of the same BLAS
 GEMM_TYPE = ir.FunctionType(ir.VoidType(), [_PTR] * 13)
 _SET_THREADS_TYPE = ir.FunctionType(ir.VoidType(), [ir.IntType(32)])
 _BLAS_SCALARS = {"sgemm": ir.FloatType(), "dgemm": ir.DoubleType()}

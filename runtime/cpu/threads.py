@@ -262,13 +262,17 @@ class NativeHandOff:
     """The two native functions of NATIVE_POOL_IR (compiled once per process)."""
 
     def __init__(self) -> None:
-        from . import llvm
+        from . import shared_object
 
-        libc = ctypes.CDLL(None)
-        llvm.register_symbol("syscall", ctypes.cast(libc.syscall, ctypes.c_void_p).value)
-        # through the disk cache: a warm process start compiles nothing
+        # through the disk cache: a warm process start compiles nothing and loads no LLVM
         names = ("gj_pool_worker", "gj_pool_run")
-        self._library = llvm.compile_ir_cached([NATIVE_POOL_IR], required=names)
+        self._library = shared_object.load_ir_library([NATIVE_POOL_IR], names)
+        if self._library is None:
+            from . import llvm
+
+            libc = ctypes.CDLL(None)
+            llvm.register_symbol("syscall", ctypes.cast(libc.syscall, ctypes.c_void_p).value)
+            self._library = llvm.compile_ir_cached([NATIVE_POOL_IR], required=names)
         self.worker = WORKER_FUNCTION(self._library.address("gj_pool_worker"))
         self.run = RUN_FUNCTION(self._library.address("gj_pool_run"))
 
