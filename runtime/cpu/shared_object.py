@@ -23,7 +23,6 @@ import itertools
 import os
 import queue
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -33,7 +32,7 @@ from graphjit.compiler.errors import CompileError
 
 SLOT_SUFFIX = "__slot"
 # How long a process may wait at exit for shared objects still being linked for the cache.
-EXIT_WAIT_S = 2.0
+EXIT_WAIT_S = 1.0
 
 
 def shared_key(key: str) -> str:
@@ -142,6 +141,7 @@ def link(object_code: bytes, slotted: Sequence[str]) -> bytes | None:
     """The shared object of `object_code`, with a slot stub for each of `slotted`; None when it
     cannot be linked here (no compiler driver, not x86-64, the driver failed)."""
     import platform
+    import subprocess   # here: a warm start that only loads never pays for importing it
 
     driver = linker()
     if driver is None or platform.machine() not in ("x86_64", "AMD64"):
